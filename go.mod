@@ -1,0 +1,3 @@
+module github.com/entrabroker/broker
+
+go 1.26

@@ -1,0 +1,71 @@
+package azure
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Error is a failed token request, explained. Every error returned by a
+// TokenSource is (or wraps) an *Error.
+//
+// Error never holds the client secret or an access token; Description is the
+// first line of Entra's error_description (the AADSTS sentence), without the
+// trace lines.
+type Error struct {
+	// Op names the operation, e.g. "token".
+	Op string
+	// StatusCode is the HTTP status Entra answered; 0 when no answer came
+	// (network failure, timeout).
+	StatusCode int
+	// Code is the OAuth error code, e.g. "invalid_client"; empty when absent.
+	Code string
+	// Description is the AADSTS sentence, e.g. "AADSTS7000215: Invalid client secret provided. …".
+	Description string
+	// AADCodes are Entra's error_codes, e.g. [7000215].
+	AADCodes []int
+	// CorrelationID and TraceID identify the request at Entra.
+	CorrelationID string
+	TraceID       string
+	// Transient reports a failure worth retrying: network, timeout, 5xx, 429.
+	// A permanent failure (bad secret, unknown app, tenant or scope) is not.
+	Transient bool
+	// RetryAfter is the wait Entra asked for (Retry-After), or 0.
+	RetryAfter time.Duration
+	// Hint says in plain words what the user should do.
+	Hint string
+	// Err is the underlying cause (a network error), or nil. It never carries
+	// the secret.
+	Err error
+}
+
+// Error returns "op: description", with the status when known.
+func (e *Error) Error() string {
+	var b strings.Builder
+	op := e.Op
+	if op == "" {
+		op = "token"
+	}
+	b.WriteString(op)
+	b.WriteString(": ")
+	switch {
+	case e.Description != "":
+		b.WriteString(e.Description)
+	case e.Code != "":
+		b.WriteString(e.Code)
+	case e.Err != nil:
+		b.WriteString(e.Err.Error())
+	default:
+		b.WriteString("request failed")
+	}
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.StatusCode)
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether retrying later may succeed.
+func (e *Error) Temporary() bool { return e.Transient }
