@@ -11,9 +11,14 @@ import (
 //
 // Error never holds the client secret or an access token; Description is the
 // first line of Entra's error_description (the AADSTS sentence), without the
-// trace lines.
+// trace lines, or a sentence of the broker's for a failure Entra did not
+// answer. Failures found locally (a bad scope, an unreadable secret file, a
+// bad Config) carry the AADSTS code Entra would have answered, so callers
+// treat them alike.
 type Error struct {
-	// Op names the operation, e.g. "token".
+	// Op names the operation: "token" (a request to Entra), "scope" (a
+	// scope refused locally), "credential" (the credential could not be
+	// applied) or "config" (New refused its Config).
 	Op string
 	// StatusCode is the HTTP status Entra answered; 0 when no answer came
 	// (network failure, timeout).
@@ -39,7 +44,8 @@ type Error struct {
 	Err error
 }
 
-// Error returns "op: description", with the status when known.
+// Error returns "op: description[: cause]", with the status when known. It
+// is meant for logs; a client is shown Description and Hint, never Error().
 func (e *Error) Error() string {
 	var b strings.Builder
 	op := e.Op
@@ -51,6 +57,10 @@ func (e *Error) Error() string {
 	switch {
 	case e.Description != "":
 		b.WriteString(e.Description)
+		if e.Err != nil {
+			b.WriteString(": ")
+			b.WriteString(e.Err.Error())
+		}
 	case e.Code != "":
 		b.WriteString(e.Code)
 	case e.Err != nil:

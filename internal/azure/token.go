@@ -18,6 +18,10 @@ type Token struct {
 	ExpiresOn time.Time
 	// RefreshOn is IssuedAt + refresh_in when Entra sent refresh_in; zero otherwise.
 	RefreshOn time.Time
+	// ExtExpiresOn is IssuedAt + ext_expires_in when Entra sent it (the
+	// extended lifetime Entra grants for its own outages); zero otherwise.
+	// It is informational: the broker never serves a token past ExpiresOn.
+	ExtExpiresOn time.Time
 }
 
 // String describes the token without its value.
