@@ -28,6 +28,9 @@ type Error struct {
 	AADCodes []int
 	// CorrelationID is Entra's correlation ID, sent as "correlation_id"; may be empty.
 	CorrelationID string
+	// Message, when set, is sent as "message" too: the Azure SDKs for
+	// JavaScript and Python show only that field of a managed-identity error.
+	Message string
 	// RetryAfter, when positive, is sent as the Retry-After header (whole
 	// seconds, rounded up).
 	RetryAfter time.Duration
@@ -59,6 +62,7 @@ type Body struct {
 	Hint          string `json:"hint,omitempty"`
 	AADCodes      []int  `json:"aad_error_codes,omitempty"`
 	CorrelationID string `json:"correlation_id,omitempty"`
+	Message       string `json:"message,omitempty"`
 }
 
 // Internal is what a client sees for an error that is not an *Error: a
@@ -100,5 +104,6 @@ func Write(w http.ResponseWriter, err error) {
 		Hint:          e.Hint,
 		AADCodes:      e.AADCodes,
 		CorrelationID: e.CorrelationID,
+		Message:       e.Message,
 	})
 }

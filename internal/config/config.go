@@ -1,0 +1,374 @@
+// Package config owns the broker's configuration: the defaults, the
+// environment variables of the contract, the flags that mirror them, and the
+// validation that reports every problem at once in words a user can act on.
+//
+// The order is fixed: Default, then FromEnv, then the flags registered by
+// (*Config).RegisterFlags (flags win), then Validate.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the broker's whole configuration. Secret fields are never
+// printed: String redacts them.
+type Config struct {
+	// TenantID is the Directory (tenant) ID of the app registration (AZURE_TENANT_ID).
+	TenantID string
+	// ClientID is the Application (client) ID (AZURE_CLIENT_ID).
+	ClientID string
+	// ClientSecret is the client secret's Value (AZURE_CLIENT_SECRET). Secret.
+	ClientSecret string
+	// ClientSecretFile is a file holding the secret (AZURE_CLIENT_SECRET_FILE),
+	// re-read when it changes.
+	ClientSecretFile string
+	// AuthorityHost overrides the cloud's Entra host (AZURE_AUTHORITY_HOST).
+	AuthorityHost string
+	// Cloud names the Azure cloud (AZURE_CLOUD): AzurePublic (default),
+	// AzureUSGovernment or AzureChina.
+	Cloud string
+
+	// Listen is the API listener, host:port or unix:///path (BROKER_LISTEN).
+	Listen string
+	// OpsListen is the metrics and health listener (BROKER_OPS_LISTEN).
+	OpsListen string
+	// IdentityHeader is the secret callers of /msi/token must send
+	// (BROKER_IDENTITY_HEADER); empty disables /msi/token. Secret.
+	IdentityHeader string
+	// LogAnalyticsEndpoint is the upstream of /proxy/loganalytics/
+	// (BROKER_LOGANALYTICS_ENDPOINT); empty means the cloud's default.
+	LogAnalyticsEndpoint string
+	// PrefetchScopes are fetched at start and kept warm (BROKER_PREFETCH_SCOPES).
+	PrefetchScopes []string
+	// AllowedScopes, when not empty, are the only scopes served (BROKER_ALLOWED_SCOPES).
+	AllowedScopes []string
+
+	// LogLevel is debug, info, warn or error (BROKER_LOG_LEVEL).
+	LogLevel string
+	// LogFormat is json or console (BROKER_LOG_FORMAT).
+	LogFormat string
+
+	// CacheSize bounds the number of cached tokens (BROKER_CACHE_SIZE).
+	CacheSize int
+	// ProxyMaxBodyBytes caps proxied request bodies (BROKER_PROXY_MAX_BODY_BYTES).
+	ProxyMaxBodyBytes int64
+	// ShutdownTimeout bounds the graceful shutdown (BROKER_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+}
+
+// Default returns the configuration before the environment and flags apply.
+func Default() Config {
+	return Config{
+		Cloud:             "AzurePublic",
+		Listen:            "127.0.0.1:8400",
+		OpsListen:         "127.0.0.1:9400",
+		LogLevel:          "info",
+		LogFormat:         "json",
+		CacheSize:         1024,
+		ProxyMaxBodyBytes: 16 << 20,
+		ShutdownTimeout:   15 * time.Second,
+	}
+}
+
+// setting is one configuration knob: its variable, its flag and how to set it.
+type setting struct {
+	env, flag, usage string
+	secret           bool
+	get              func(*Config) string
+	set              func(*Config, string) error
+}
+
+func str(p func(*Config) *string) (func(*Config) string, func(*Config, string) error) {
+	return func(c *Config) string { return *p(c) },
+		func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil }
+}
+
+func list(p func(*Config) *[]string) (func(*Config) string, func(*Config, string) error) {
+	return func(c *Config) string { return strings.Join(*p(c), ",") },
+		func(c *Config, v string) error { *p(c) = SplitList(v); return nil }
+}
+
+var settings = func() []setting {
+	s := func(env, fl, usage string, secret bool, p func(*Config) *string) setting {
+		g, st := str(p)
+		return setting{env: env, flag: fl, usage: usage, secret: secret, get: g, set: st}
+	}
+	l := func(env, fl, usage string, p func(*Config) *[]string) setting {
+		g, st := list(p)
+		return setting{env: env, flag: fl, usage: usage, get: g, set: st}
+	}
+	return []setting{
+		s("AZURE_TENANT_ID", "tenant-id", "Directory (tenant) ID of the app registration", false, func(c *Config) *string { return &c.TenantID }),
+		s("AZURE_CLIENT_ID", "client-id", "Application (client) ID of the app registration", false, func(c *Config) *string { return &c.ClientID }),
+		// The secret has no flag: a flag would show it in the process list.
+		{env: "AZURE_CLIENT_SECRET", secret: true, get: func(c *Config) string { return c.ClientSecret },
+			set: func(c *Config, v string) error { c.ClientSecret = strings.TrimRight(v, "\r\n"); return nil }},
+		s("AZURE_CLIENT_SECRET_FILE", "client-secret-file", "file holding the client secret's value (re-read when it changes)", false, func(c *Config) *string { return &c.ClientSecretFile }),
+		s("AZURE_AUTHORITY_HOST", "authority-host", "Entra ID host, e.g. https://login.microsoftonline.com (default: the cloud's)", false, func(c *Config) *string { return &c.AuthorityHost }),
+		s("AZURE_CLOUD", "cloud", "Azure cloud: AzurePublic, AzureUSGovernment or AzureChina", false, func(c *Config) *string { return &c.Cloud }),
+		s("BROKER_LISTEN", "listen", "API listener: host:port or unix:///path", false, func(c *Config) *string { return &c.Listen }),
+		s("BROKER_OPS_LISTEN", "ops-listen", "metrics and health listener: host:port", false, func(c *Config) *string { return &c.OpsListen }),
+		{env: "BROKER_IDENTITY_HEADER", secret: true, get: func(c *Config) string { return c.IdentityHeader },
+			set: func(c *Config, v string) error { c.IdentityHeader = strings.TrimSpace(v); return nil }},
+		s("BROKER_LOGANALYTICS_ENDPOINT", "loganalytics-endpoint", "upstream of /proxy/loganalytics/ (default: the cloud's Log Analytics endpoint)", false, func(c *Config) *string { return &c.LogAnalyticsEndpoint }),
+		l("BROKER_PREFETCH_SCOPES", "prefetch-scopes", "comma-separated scopes fetched at start and kept warm; /readyz waits for them", func(c *Config) *[]string { return &c.PrefetchScopes }),
+		l("BROKER_ALLOWED_SCOPES", "allowed-scopes", "comma-separated scopes; when set, any other scope is refused", func(c *Config) *[]string { return &c.AllowedScopes }),
+		s("BROKER_LOG_LEVEL", "log-level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
+		s("BROKER_LOG_FORMAT", "log-format", "json or console", false, func(c *Config) *string { return &c.LogFormat }),
+		{env: "BROKER_CACHE_SIZE", flag: "cache-size", usage: "maximum number of cached tokens",
+			get: func(c *Config) string { return strconv.Itoa(c.CacheSize) },
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("BROKER_CACHE_SIZE=%q is not a whole number: set a number of tokens such as 1024", v)
+				}
+				c.CacheSize = n
+				return nil
+			}},
+		{env: "BROKER_PROXY_MAX_BODY_BYTES", flag: "proxy-max-body-bytes", usage: "largest request body the proxy accepts, in bytes",
+			get: func(c *Config) string { return strconv.FormatInt(c.ProxyMaxBodyBytes, 10) },
+			set: func(c *Config, v string) error {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return fmt.Errorf("BROKER_PROXY_MAX_BODY_BYTES=%q is not a whole number: set a size in bytes such as 16777216", v)
+				}
+				c.ProxyMaxBodyBytes = n
+				return nil
+			}},
+		{env: "BROKER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", usage: "how long a graceful shutdown waits for requests in flight",
+			get: func(c *Config) string { return c.ShutdownTimeout.String() },
+			set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("BROKER_SHUTDOWN_TIMEOUT=%q is not a duration: write it like 15s or 1m", v)
+				}
+				c.ShutdownTimeout = d
+				return nil
+			}},
+	}
+}()
+
+// EnvNames lists every environment variable the broker reads, in the order
+// of the documentation.
+func EnvNames() []string {
+	names := make([]string, 0, len(settings))
+	for _, s := range settings {
+		names = append(names, s.env)
+	}
+	return names
+}
+
+// FromEnv applies the environment variables that are set (non-empty) to c.
+// getenv is os.Getenv in production and a map lookup in tests. It returns
+// every value that cannot be parsed, joined.
+func (c *Config) FromEnv(getenv func(string) string) error {
+	var errs []error
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(c, v); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RegisterFlags registers a flag for every non-secret setting on fs, with the
+// current value as its default, so that parsing fs after FromEnv lets flags
+// win. Secrets have no flags: a flag would show them in the process list.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	for _, s := range settings {
+		if s.flag == "" {
+			continue
+		}
+		fs.Func(s.flag, s.usage+" (env "+s.env+", default "+strconv.Quote(s.get(c))+")", func(v string) error {
+			return s.set(c, v)
+		})
+	}
+}
+
+// String describes the configuration with secrets redacted.
+func (c Config) String() string {
+	var b strings.Builder
+	for i, s := range settings {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		v := s.get(&c)
+		if s.secret && v != "" {
+			v = "[redacted]"
+		}
+		b.WriteString(s.env + "=" + strconv.Quote(v))
+	}
+	return b.String()
+}
+
+// SplitList splits a comma-separated list, trimming spaces and dropping
+// empty items.
+func SplitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var (
+	guidRE   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
+)
+
+// Mode says which settings Validate requires.
+type Mode int
+
+const (
+	// Serve requires an app registration and a credential.
+	Serve Mode = iota
+	// Demo supplies its own registration: the credential settings are not required.
+	Demo
+)
+
+// Validate reports every problem with c at once, each with what to do, joined
+// into one error; nil when c is usable in mode.
+func (c Config) Validate(mode Mode) error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if mode == Serve {
+		switch {
+		case c.TenantID == "":
+			add("AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page")
+		case c.TenantID == "common" || c.TenantID == "organizations" || c.TenantID == "consumers":
+			add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
+		case !guidRE.MatchString(c.TenantID) && !domainRE.MatchString(c.TenantID):
+			add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
+		}
+		switch {
+		case c.ClientID == "":
+			add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
+		case !guidRE.MatchString(c.ClientID):
+			add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
+		}
+		switch {
+		case c.ClientSecret == "" && c.ClientSecretFile == "":
+			add("no credential: set AZURE_CLIENT_SECRET to the client secret's Value (shown once when the secret is created under Certificates & secrets), or AZURE_CLIENT_SECRET_FILE to a file holding it")
+		case c.ClientSecret != "" && c.ClientSecretFile != "":
+			add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
+		case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
+			add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
+		}
+	}
+
+	switch strings.ToLower(c.Cloud) {
+	case "azurepublic", "azurecloud", "public", "azureusgovernment", "azureusgovernmentcloud", "usgovernment", "azurechina", "azurechinacloud", "china":
+	default:
+		add("AZURE_CLOUD %q is not a known cloud: use AzurePublic, AzureUSGovernment or AzureChina", c.Cloud)
+	}
+	if c.AuthorityHost != "" {
+		if err := checkURL(c.AuthorityHost); err != nil {
+			add("AZURE_AUTHORITY_HOST %q %v: use a URL such as https://login.microsoftonline.com", c.AuthorityHost, err)
+		}
+	}
+	if c.LogAnalyticsEndpoint != "" {
+		if err := checkURL(c.LogAnalyticsEndpoint); err != nil {
+			add("BROKER_LOGANALYTICS_ENDPOINT %q %v: use a URL such as https://api.loganalytics.azure.com", c.LogAnalyticsEndpoint, err)
+		}
+	}
+	if err := checkListen(c.Listen, true); err != nil {
+		add("BROKER_LISTEN %q %v: use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock", c.Listen, err)
+	}
+	if err := checkListen(c.OpsListen, false); err != nil {
+		add("BROKER_OPS_LISTEN %q %v: use host:port such as 127.0.0.1:9400", c.OpsListen, err)
+	}
+	if c.Listen != "" && c.Listen == c.OpsListen && !strings.HasSuffix(c.Listen, ":0") {
+		add("BROKER_LISTEN and BROKER_OPS_LISTEN are both %q: give the ops listener its own port", c.Listen)
+	}
+	checkScopes := func(env string, items []string) {
+		for _, s := range items {
+			if strings.ContainsAny(s, " \t") || !strings.Contains(s, "://") {
+				add("%s item %q is not a scope or resource URI: write items like https://api.loganalytics.io/.default", env, s)
+			}
+		}
+	}
+	checkScopes("BROKER_PREFETCH_SCOPES", c.PrefetchScopes)
+	checkScopes("BROKER_ALLOWED_SCOPES", c.AllowedScopes)
+	if len(c.AllowedScopes) > 0 {
+		for _, s := range c.PrefetchScopes {
+			if !slices.Contains(c.AllowedScopes, s) && !slices.Contains(c.AllowedScopes, strings.TrimSuffix(s, "/.default")) {
+				add("BROKER_PREFETCH_SCOPES item %q is not in BROKER_ALLOWED_SCOPES: add it there, or drop it from the prefetch list", s)
+			}
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("BROKER_LOG_LEVEL %q is not a level: use debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		add("BROKER_LOG_FORMAT %q is not a format: use json or console", c.LogFormat)
+	}
+	if c.CacheSize < 1 {
+		add("BROKER_CACHE_SIZE %d is too small: use at least 1 (default 1024)", c.CacheSize)
+	}
+	if c.ProxyMaxBodyBytes < 1 {
+		add("BROKER_PROXY_MAX_BODY_BYTES %d is too small: use a positive size in bytes (default 16777216)", c.ProxyMaxBodyBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return errors.New("is not an absolute http(s) URL")
+	}
+	if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+		return errors.New("uses plain http to a host that is not loopback; tokens must travel over https")
+	}
+	return nil
+}
+
+func checkListen(addr string, unixOK bool) error {
+	if strings.HasPrefix(addr, "unix://") {
+		if !unixOK {
+			return errors.New("cannot be a unix socket")
+		}
+		if strings.TrimPrefix(addr, "unix://") == "" {
+			return errors.New("names no socket path")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("is not host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("has no valid port")
+	}
+	_ = host
+	return nil
+}
+
+// IsLoopbackHost reports whether host (no port) is localhost or a loopback IP.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const (
+	tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	client = "00001111-aaaa-2222-bbbb-3333cccc4444"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func valid() []string {
+	return []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET", "a-secret-value"}
+}
+
+func TestFromEnvAndFlags(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	if err := c.FromEnv(env(append(valid(),
+		"BROKER_LISTEN", "127.0.0.1:1",
+		"BROKER_PREFETCH_SCOPES", " https://a.example/.default , ,https://b.example/.default",
+		"BROKER_CACHE_SIZE", "7",
+		"BROKER_SHUTDOWN_TIMEOUT", "3s",
+	)...)); err != nil {
+		t.Fatalf("FromEnv: %v", err)
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:2" {
+		t.Errorf("Listen = %q, want the flag's 127.0.0.1:2 (flags win)", c.Listen)
+	}
+	if diff := cmp.Diff([]string{"https://a.example/.default", "https://b.example/.default"}, c.PrefetchScopes); diff != "" {
+		t.Errorf("PrefetchScopes (-want +got):\n%s", diff)
+	}
+	if c.CacheSize != 7 || c.ShutdownTimeout != 3*time.Second || c.OpsListen != "127.0.0.1:9400" {
+		t.Errorf("CacheSize, ShutdownTimeout, OpsListen = %d, %s, %q; want 7, 3s, the default", c.CacheSize, c.ShutdownTimeout, c.OpsListen)
+	}
+	if err := c.Validate(Serve); err != nil {
+		t.Errorf("Validate = %v, want nil", err)
+	}
+	if fs.Lookup("client-secret") != nil || fs.Lookup("identity-header") != nil {
+		t.Error("a secret has a flag; it would show in the process list")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  []string
+		mode Mode
+		want []string // every line of the error, in order
+	}{
+		{"empty serve", nil, Serve, []string{
+			"AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page",
+			"AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page",
+			"no credential: set AZURE_CLIENT_SECRET to the client secret's Value (shown once when the secret is created under Certificates & secrets), or AZURE_CLIENT_SECRET_FILE to a file holding it",
+		}},
+		{"empty demo", nil, Demo, nil},
+		{"common tenant", []string{"AZURE_TENANT_ID", "common", "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET", "x"}, Serve, []string{
+			`AZURE_TENANT_ID is "common": the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page`,
+		}},
+		{"bad ids", []string{"AZURE_TENANT_ID", "not a tenant", "AZURE_CLIENT_ID", "my-app", "AZURE_CLIENT_SECRET", "x"}, Serve, []string{
+			`AZURE_TENANT_ID "not a tenant" is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page`,
+			`AZURE_CLIENT_ID "my-app" is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)`,
+		}},
+		{"secret id instead of value", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET", "9a1b2c3d-0000-4000-8000-000000000001"}, Serve, []string{
+			"AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret",
+		}},
+		{"two credentials", append(valid(), "AZURE_CLIENT_SECRET_FILE", "/s"), Serve, []string{
+			"both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)",
+		}},
+		{"listeners and knobs", append(valid(),
+			"BROKER_LISTEN", "8400", "BROKER_OPS_LISTEN", "unix:///x", "AZURE_CLOUD", "Mars",
+			"BROKER_LOG_LEVEL", "loud", "BROKER_LOG_FORMAT", "xml", "BROKER_CACHE_SIZE", "0",
+			"AZURE_AUTHORITY_HOST", "http://login.example.com", "BROKER_ALLOWED_SCOPES", "Data.Read",
+		), Serve, []string{
+			`AZURE_CLOUD "Mars" is not a known cloud: use AzurePublic, AzureUSGovernment or AzureChina`,
+			`AZURE_AUTHORITY_HOST "http://login.example.com" uses plain http to a host that is not loopback; tokens must travel over https: use a URL such as https://login.microsoftonline.com`,
+			`BROKER_LISTEN "8400" is not host:port: use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock`,
+			`BROKER_OPS_LISTEN "unix:///x" cannot be a unix socket: use host:port such as 127.0.0.1:9400`,
+			`BROKER_ALLOWED_SCOPES item "Data.Read" is not a scope or resource URI: write items like https://api.loganalytics.io/.default`,
+			`BROKER_LOG_LEVEL "loud" is not a level: use debug, info, warn or error`,
+			`BROKER_LOG_FORMAT "xml" is not a format: use json or console`,
+			`BROKER_CACHE_SIZE 0 is too small: use at least 1 (default 1024)`,
+		}},
+		{"same port", append(valid(), "BROKER_LISTEN", "127.0.0.1:9400"), Serve, []string{
+			`BROKER_LISTEN and BROKER_OPS_LISTEN are both "127.0.0.1:9400": give the ops listener its own port`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Default()
+			if err := c.FromEnv(env(tt.env...)); err != nil {
+				t.Fatalf("FromEnv: %v", err)
+			}
+			var got []string
+			if err := c.Validate(tt.mode); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFromEnvParseErrors(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	err := c.FromEnv(env("BROKER_CACHE_SIZE", "many", "BROKER_SHUTDOWN_TIMEOUT", "soon"))
+	want := `BROKER_CACHE_SIZE="many" is not a whole number: set a number of tokens such as 1024` + "\n" +
+		`BROKER_SHUTDOWN_TIMEOUT="soon" is not a duration: write it like 15s or 1m`
+	if err == nil || err.Error() != want {
+		t.Errorf("FromEnv error = %v, want %q", err, want)
+	}
+}
+
+func TestStringRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	_ = c.FromEnv(env("AZURE_CLIENT_SECRET", "super-secret-value", "BROKER_IDENTITY_HEADER", "header-secret"))
+	s := c.String()
+	for _, secret := range []string{"super-secret-value", "header-secret"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("String() = %q contains a secret", s)
+		}
+	}
+	if !strings.Contains(s, `AZURE_CLIENT_SECRET="[redacted]"`) {
+		t.Errorf("String() = %q, want the secret shown as [redacted]", s)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	t.Parallel()
+	names := EnvNames()
+	for _, want := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET_FILE",
+		"AZURE_AUTHORITY_HOST", "BROKER_LISTEN", "BROKER_OPS_LISTEN", "BROKER_IDENTITY_HEADER",
+		"BROKER_LOGANALYTICS_ENDPOINT", "BROKER_PREFETCH_SCOPES", "BROKER_ALLOWED_SCOPES", "BROKER_LOG_LEVEL", "BROKER_LOG_FORMAT"} {
+		found := false
+		for _, n := range names {
+			found = found || n == want
+		}
+		if !found {
+			t.Errorf("EnvNames() lacks %s, a name of the contract", want)
+		}
+	}
+}
