@@ -1,0 +1,535 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/entrabroker/broker/internal/httperr"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// DefaultMaxBodyBytes is the request body cap when Options.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 16 << 20
+
+// HintHeader is the response header in which the broker explains an upstream
+// error it passes through unchanged (403 InsufficientAccessError, a 401 the
+// retry could not cure).
+const HintHeader = "X-Broker-Hint"
+
+// PathPrefix is the path under which the handler serves its routes.
+const PathPrefix = "/proxy/"
+
+// Tokens is where the proxy gets the bearer tokens it sends upstream. Its
+// methods are called concurrently.
+type Tokens interface {
+	// Bearer returns a servable access token for scope, or an error that is
+	// (or wraps) an *httperr.Error to answer with (e.g. 503 with RetryAfter
+	// when no valid token can be had).
+	Bearer(ctx context.Context, scope string) (string, error)
+	// Invalidate drops token from the cache if it is still the one held for
+	// scope, so the next Bearer fetches a fresh one (single-flight).
+	Invalidate(scope, token string)
+}
+
+// Options configure New.
+type Options struct {
+	// Routes are the upstreams served, at least one; names must be unique.
+	// DefaultRoutes gives the public cloud's built-in routes.
+	Routes []Route
+	// Tokens supplies the bearer tokens; required.
+	Tokens Tokens
+	// Transport sends requests upstream. Nil means a tuned *http.Transport
+	// with bounded dial, TLS-handshake and response-header timeouts that
+	// still lets a 10-minute Log Analytics query finish, and no transparent
+	// decompression. A custom transport must not decompress either.
+	Transport http.RoundTripper
+	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Logger receives errors (route and status, never a token, query value
+	// or body); nil means no logging.
+	Logger *zap.Logger
+	// Registerer receives the proxy's metrics; nil means they are kept but
+	// not exported.
+	Registerer prometheus.Registerer
+	// Now is the clock for request durations; nil means time.Now.
+	Now func() time.Time
+}
+
+// route is a Route prepared for serving.
+type route struct {
+	Route
+	scheme, host      string
+	basePath, baseRaw string // upstream path without a trailing slash
+	m                 *routeMetrics
+	auth              atomic.Pointer[authHeader]
+	hint401           string
+}
+
+// authHeader caches the Authorization value for the last token seen.
+type authHeader struct {
+	token string
+	value []string
+}
+
+// authorization returns the Authorization header value for tok, reusing the
+// previous one while the token is unchanged. Header values are never
+// modified after being set, so sharing the slice between requests is safe.
+func (rt *route) authorization(tok string) []string {
+	if a := rt.auth.Load(); a != nil && a.token == tok {
+		return a.value
+	}
+	a := &authHeader{token: tok, value: []string{"Bearer " + tok}}
+	rt.auth.Store(a)
+	return a.value
+}
+
+// join prefixes a cleaned request path with the upstream's path.
+func (rt *route) join(path, raw string) (string, string) {
+	if path == "" {
+		path, raw = "/", "/"
+	}
+	if rt.basePath == "" {
+		return path, raw
+	}
+	return rt.basePath + path, rt.baseRaw + raw
+}
+
+// handler is the proxy's http.Handler.
+type handler struct {
+	routes   map[string]*route
+	unknown  *routeMetrics
+	names    string // "appinsights, arm, loganalytics"
+	example  string
+	tokens   Tokens
+	maxBody  int64
+	tooLarge *httperr.Error
+	log      *zap.Logger
+	now      func() time.Time
+	rp       *httputil.ReverseProxy
+}
+
+// New returns the proxy handler. It serves request paths
+// /proxy/{route}/{path...} (the prefix is stripped when present, so the
+// handler also works behind http.StripPrefix("/proxy", …)), sending each to
+// the route's upstream with the route's token. It is safe for concurrent
+// use. New fails on an empty or invalid route list, a missing Tokens, or a
+// metrics registration error.
+func New(opts Options) (http.Handler, error) {
+	if opts.Tokens == nil {
+		return nil, errors.New("proxy: Tokens is required")
+	}
+	if len(opts.Routes) == 0 {
+		return nil, errors.New("proxy: no routes")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("proxy")
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{
+		routes:  make(map[string]*route, len(opts.Routes)),
+		unknown: m.forRoute(routeUnknown),
+		tokens:  opts.Tokens,
+		maxBody: opts.MaxBodyBytes,
+		log:     log,
+		now:     opts.Now,
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	names := make([]string, 0, len(opts.Routes))
+	for _, r := range opts.Routes {
+		if err := validateRoute(r); err != nil {
+			return nil, errors.New("proxy: route " + strconv.Quote(r.Name) + ": " + err.Error())
+		}
+		if _, dup := h.routes[r.Name]; dup {
+			return nil, errors.New("proxy: route " + strconv.Quote(r.Name) + " is defined twice")
+		}
+		u := *r.Upstream
+		rt := &route{
+			Route:    r,
+			scheme:   u.Scheme,
+			host:     u.Host,
+			basePath: strings.TrimSuffix(u.Path, "/"),
+			baseRaw:  strings.TrimSuffix(u.EscapedPath(), "/"),
+			m:        m.forRoute(r.Name),
+			hint401: "The upstream refused a freshly fetched token for scope " + r.Scope +
+				": check that this scope is the API's audience and that the app registration has the API's permission.",
+		}
+		rt.Upstream = &u
+		h.routes[r.Name] = rt
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	h.names = strings.Join(names, ", ")
+	h.example = "Call /proxy/<route>/<upstream path>"
+	if _, ok := h.routes[RouteLogAnalytics]; ok {
+		h.example += ", e.g. /proxy/loganalytics/v1/workspaces/<workspace id>/query"
+	}
+	h.example += "."
+	h.tooLarge = &httperr.Error{
+		Status:      http.StatusRequestEntityTooLarge,
+		Code:        "request_too_large",
+		Description: "The request body is larger than the broker's limit of " + formatBytes(h.maxBody) + ".",
+		Hint:        "Send a smaller body (Log Analytics query bodies are a few kilobytes), or raise the broker's proxy body limit.",
+	}
+
+	transport := opts.Transport
+	if transport == nil {
+		transport = newTransport()
+	}
+	errLog, err := zap.NewStdLogAt(log, zapcore.WarnLevel)
+	if err != nil {
+		return nil, err
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:   h.rewrite,
+		Transport: &retryTransport{base: transport, tokens: opts.Tokens, log: log},
+		// FlushInterval -1 flushes after every write: query results and
+		// streams reach the caller as the upstream sends them.
+		FlushInterval:  -1,
+		BufferPool:     bufferPool{},
+		ErrorLog:       errLog,
+		ErrorHandler:   h.errorHandler,
+		ModifyResponse: h.modifyResponse,
+	}
+	return h, nil
+}
+
+// stateKey is the context key of a request's *reqState.
+type stateKey struct{}
+
+// reqState is one proxied request's state. It is also the request's
+// context (embedding the client's), which saves an allocation per request.
+type reqState struct {
+	context.Context
+	route      *route
+	path, raw  string // target path, decoded and encoded
+	token      string // the token sent first
+	body       []byte // the kept body of a replayable request
+	replayable bool
+	retried    bool        // set by the transport, on the handler's goroutine
+	tooLarge   atomic.Bool // set by the transport's body writer
+	code       int         // status answered, for the metrics
+}
+
+// Value returns the state itself for stateKey, else the parent's value.
+func (st *reqState) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return st
+	}
+	return st.Context.Value(key)
+}
+
+func stateOf(ctx context.Context) *reqState {
+	if st, ok := ctx.(*reqState); ok {
+		return st
+	}
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// ServeHTTP implements http.Handler.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	name, rest := splitRoute(r.URL.EscapedPath())
+	rt := h.routes[name]
+	if rt == nil {
+		h.answer(w, h.unknown, start, h.notFound(name))
+		return
+	}
+	path, raw, err := cleanPath(rest)
+	if err != nil {
+		h.answer(w, rt.m, start, &httperr.Error{
+			Status:      http.StatusBadRequest,
+			Code:        "bad_path",
+			Description: err.Error(),
+			Hint:        "Send the upstream API's path as it is, without dot segments or encoded separators; the proxy never lets a path leave its route.",
+		})
+		return
+	}
+	if r.ContentLength > h.maxBody {
+		h.answer(w, rt.m, start, h.tooLarge)
+		return
+	}
+	tok, err := h.tokens.Bearer(r.Context(), rt.Scope)
+	if err != nil {
+		h.answer(w, rt.m, start, h.tokenError(rt, err))
+		return
+	}
+	st := &reqState{Context: r.Context(), route: rt, token: tok}
+	st.path, st.raw = rt.join(path, raw)
+	body, n, getBody, err := prepareBody(st, r, h.maxBody)
+	if err != nil {
+		e := h.tooLarge
+		if !errors.Is(err, errBodyTooLarge) {
+			e = &httperr.Error{Status: http.StatusBadRequest, Code: "bad_request", Description: "The request body could not be read.", Err: err}
+		}
+		h.answer(w, rt.m, start, e)
+		return
+	}
+	out := r.WithContext(st)
+	out.Body, out.ContentLength, out.GetBody = body, n, getBody
+	defer h.record(rt.m, st, start)
+	h.rp.ServeHTTP(w, out)
+}
+
+// splitRoute splits an escaped request path into the route name and the rest
+// ("/v1/…", or "" when nothing follows the name).
+func splitRoute(p string) (name, rest string) {
+	if strings.HasPrefix(p, PathPrefix) {
+		p = p[len(PathPrefix)-1:]
+	} else if p == "/proxy" {
+		p = ""
+	}
+	for len(p) > 0 && p[0] == '/' {
+		p = p[1:]
+	}
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i:]
+	}
+	return p, ""
+}
+
+// rewrite points the outbound request at the route's upstream and swaps the
+// caller's credentials for the broker's token.
+func (h *handler) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In.Context())
+	rt := st.route
+	u := pr.Out.URL
+	u.Scheme, u.Host, u.User, u.Opaque, u.Fragment = rt.scheme, rt.host, nil, "", ""
+	u.Path, u.RawPath = st.path, ""
+	if st.raw != st.path {
+		u.RawPath = st.raw
+	}
+	// The query goes upstream exactly as sent (ReverseProxy drops
+	// parameters it cannot parse).
+	u.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = ""
+	hdr := pr.Out.Header
+	delete(hdr, "Cookie")
+	for k := range hdr {
+		// Forwarded and X-Forwarded-For/Host/Proto are already gone; no
+		// other X-Forwarded-* header leaves the host either.
+		if len(k) > len("X-Forwarded-") && strings.EqualFold(k[:len("X-Forwarded-")], "X-Forwarded-") {
+			delete(hdr, k)
+		}
+	}
+	hdr["Authorization"] = rt.authorization(st.token)
+}
+
+// modifyResponse records the status and explains upstream errors the caller
+// would otherwise be stuck on.
+func (h *handler) modifyResponse(res *http.Response) error {
+	st := stateOf(res.Request.Context())
+	if st == nil {
+		return nil
+	}
+	st.code = res.StatusCode
+	switch res.StatusCode {
+	case http.StatusUnauthorized:
+		hint := st.route.hint401
+		if !st.retried {
+			hint = "The upstream refused the token. The request body was too large to send again, so the broker did not retry; it dropped the token, and sending the request again uses a fresh one."
+		}
+		res.Header.Set(HintHeader, hint)
+		h.log.Warn("upstream refused the token", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode), zap.Bool("retried", st.retried))
+	case http.StatusForbidden:
+		if insufficientAccess(res) {
+			res.Header.Set(HintHeader, hintInsufficientAccess)
+			h.log.Warn("upstream denied access: role assignment missing or not yet propagated", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode))
+		}
+	default:
+		if res.StatusCode >= 500 {
+			h.log.Warn("upstream answered with a server error", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode))
+		}
+	}
+	return nil
+}
+
+// hintInsufficientAccess explains 403 InsufficientAccessError.
+const hintInsufficientAccess = "The app's service principal has no role that lets it read this resource, or a new role assignment has not reached the API yet. " +
+	"Assign Reader or Log Analytics Reader on the Log Analytics workspace (for Application Insights: Reader on the component) to the app. " +
+	"A new role assignment can take up to 60 minutes to take effect; the API answers 403 InsufficientAccessError until then."
+
+// maxPeekBytes bounds how much of a 403 body is read to find its error code.
+const maxPeekBytes = 64 << 10
+
+// insufficientAccess reports whether a 403 is InsufficientAccessError. It
+// reads the start of the body and puts it back, so the caller gets the body
+// byte for byte (gzip included).
+func insufficientAccess(res *http.Response) bool {
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxPeekBytes))
+	res.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(data), res.Body), Closer: res.Body}
+	if err != nil || !bytes.Contains(data, []byte("{")) && res.Header.Get("Content-Encoding") == "" {
+		return false
+	}
+	switch ce := res.Header.Get("Content-Encoding"); {
+	case ce == "" || strings.EqualFold(ce, "identity"):
+	case strings.EqualFold(ce, "gzip"):
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return false
+		}
+		data, _ = io.ReadAll(io.LimitReader(zr, 4*maxPeekBytes))
+	default:
+		return false
+	}
+	var body struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(data, &body) == nil && body.Error.Code == "InsufficientAccessError"
+}
+
+// prefixedBody is a response body whose start was read ahead.
+type prefixedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// errorHandler answers a failed round trip.
+func (h *handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	rt := st.route
+	var e *httperr.Error
+	var tf *tokenFailure
+	switch {
+	case st.tooLarge.Load():
+		e = h.tooLarge
+	case errors.As(err, &tf):
+		e = h.tokenError(rt, tf.err)
+	case errors.Is(err, context.Canceled) && st.Context.Err() != nil:
+		// The caller went away; nobody reads this answer.
+		st.code = 499
+		h.log.Debug("caller canceled the request", zap.String("route", rt.Name))
+		return
+	case isTimeout(err):
+		e = &httperr.Error{
+			Status:      http.StatusGatewayTimeout,
+			Code:        "upstream_timeout",
+			Description: "The upstream of route " + strconv.Quote(rt.Name) + " (" + rt.host + ") did not answer in time.",
+			Hint:        "Check the network path from the broker to " + rt.host + " (DNS, firewall, egress proxy); a long query should say so with Prefer: wait=<seconds> (at most 600).",
+			Err:         err,
+		}
+	default:
+		e = &httperr.Error{
+			Status:      http.StatusBadGateway,
+			Code:        "upstream_unreachable",
+			Description: "The broker could not reach the upstream of route " + strconv.Quote(rt.Name) + " (" + rt.host + ").",
+			Hint:        "Check the network path from the broker to " + rt.host + " (DNS, firewall, egress proxy) and the route's upstream URL.",
+			Err:         err,
+		}
+	}
+	st.code = e.Status
+	h.log.Warn("proxy request failed", zap.String("route", rt.Name), zap.Int("status", e.Status), zap.String("code", e.Code), zap.Error(e.Err))
+	httperr.Write(w, e)
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// tokenError turns a Tokens failure into the answer: the Tokens' own
+// *httperr.Error, except that a 401 (which the caller could not act on)
+// becomes a 503; any other error is a 503 with Retry-After.
+func (h *handler) tokenError(rt *route, err error) *httperr.Error {
+	var e *httperr.Error
+	if errors.As(err, &e) {
+		if e.Status == http.StatusUnauthorized {
+			c := *e
+			c.Status = http.StatusServiceUnavailable
+			if c.RetryAfter <= 0 {
+				c.RetryAfter = tokenRetryAfter
+			}
+			e = &c
+		}
+	} else {
+		e = &httperr.Error{
+			Status:      http.StatusServiceUnavailable,
+			Code:        "token_unavailable",
+			Description: "The broker has no valid token for route " + strconv.Quote(rt.Name) + " (scope " + rt.Scope + ").",
+			Hint:        "Retry later; the broker's log says why the token could not be had.",
+			RetryAfter:  tokenRetryAfter,
+			Err:         err,
+		}
+	}
+	h.log.Warn("no token for proxied request", zap.String("route", rt.Name), zap.Int("status", e.Status), zap.String("code", e.Code), zap.Error(err))
+	return e
+}
+
+// tokenRetryAfter is the Retry-After sent when a token error names none.
+const tokenRetryAfter = 10 * time.Second
+
+// notFound is the answer for a path that names no route.
+func (h *handler) notFound(name string) *httperr.Error {
+	desc := "The path names no proxy route; the routes are: " + h.names + "."
+	if validName(name) == nil {
+		desc = "No proxy route is named " + strconv.Quote(name) + "; the routes are: " + h.names + "."
+	}
+	return &httperr.Error{Status: http.StatusNotFound, Code: "unknown_route", Description: desc, Hint: h.example}
+}
+
+// answer writes one of the proxy's own errors and records it.
+func (h *handler) answer(w http.ResponseWriter, m *routeMetrics, start time.Time, e *httperr.Error) {
+	httperr.Write(w, e)
+	m.count(e.Status)
+	m.duration.Observe(h.now().Sub(start).Seconds())
+}
+
+// record counts a proxied request once its answer is done.
+func (h *handler) record(m *routeMetrics, st *reqState, start time.Time) {
+	code := st.code
+	if code == 0 {
+		code = http.StatusBadGateway // the answer failed before any status
+	}
+	m.count(code)
+	m.duration.Observe(h.now().Sub(start).Seconds())
+}
+
+// formatBytes writes n bytes in words: "16 MiB", "512 KiB" or "100 bytes".
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	default:
+		return strconv.FormatInt(n, 10) + " bytes"
+	}
+}
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

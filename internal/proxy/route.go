@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Route is one upstream the proxy serves under /proxy/{Name}/.
+type Route struct {
+	// Name is the first path segment after /proxy/; lower-case letters,
+	// digits and '-', at most 63 characters.
+	Name string
+	// Upstream is the base URL requests are sent to: absolute https (http only
+	// for a loopback host), without user info, query or fragment. A path in
+	// it is kept as a prefix of every proxied path.
+	Upstream *url.URL
+	// Scope is the Entra ID scope whose token is sent upstream, e.g.
+	// "https://api.loganalytics.io/.default".
+	Scope string
+}
+
+// Built-in route names.
+const (
+	RouteLogAnalytics = "loganalytics"
+	RouteAppInsights  = "appinsights"
+	RouteARM          = "arm"
+)
+
+// DefaultRoutes returns the built-in routes for the Azure public cloud:
+// loganalytics (https://api.loganalytics.azure.com, scope
+// https://api.loganalytics.io/.default), appinsights
+// (https://api.applicationinsights.io, scope
+// https://api.applicationinsights.io/.default) and arm
+// (https://management.azure.com, scope https://management.azure.com/.default).
+// Each call returns fresh values the caller may change (e.g. the
+// loganalytics upstream from BROKER_LOGANALYTICS_ENDPOINT, or another cloud's
+// hosts).
+func DefaultRoutes() []Route {
+	return []Route{
+		{Name: RouteLogAnalytics, Upstream: mustURL("https://api.loganalytics.azure.com"), Scope: "https://api.loganalytics.io/.default"},
+		{Name: RouteAppInsights, Upstream: mustURL("https://api.applicationinsights.io"), Scope: "https://api.applicationinsights.io/.default"},
+		{Name: RouteARM, Upstream: mustURL("https://management.azure.com"), Scope: "https://management.azure.com/.default"},
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// maxNameLen bounds a route name (a DNS label's length; it is a metric label).
+const maxNameLen = 63
+
+// validName reports whether name is a valid route name.
+func validName(name string) error {
+	if name == "" {
+		return errors.New("name is required")
+	}
+	if len(name) > maxNameLen {
+		return errors.New("name is longer than 63 characters")
+	}
+	for i := 0; i < len(name); i++ {
+		if !isNameByte(name[i]) {
+			return errors.New(`name may hold only lower-case letters, digits and "-"`)
+		}
+	}
+	return nil
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
+}
+
+// validUpstream checks an upstream URL.
+func validUpstream(u *url.URL) error {
+	if u == nil {
+		return errors.New("upstream is required")
+	}
+	if !u.IsAbs() || u.Host == "" || u.Opaque != "" {
+		return errors.New("upstream must be an absolute URL such as https://host")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return errors.New("upstream must use https (http is allowed only for a loopback host)")
+		}
+	default:
+		return errors.New("upstream must use https (http is allowed only for a loopback host)")
+	}
+	if u.User != nil {
+		return errors.New("upstream must not hold user info")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return errors.New("upstream must not hold a query or fragment")
+	}
+	if _, _, err := cleanPath(u.EscapedPath()); err != nil {
+		return errors.New("upstream path must not hold dot segments or encoded separators")
+	}
+	return nil
+}
+
+// isLoopback reports whether host names the local machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validScope checks a route's scope: one scope ending in "/.default".
+func validScope(s string) error {
+	if s == "" {
+		return errors.New("scope is required")
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return errors.New("scope must be one scope without spaces")
+	}
+	if !strings.HasSuffix(s, "/.default") || len(s) == len("/.default") {
+		return errors.New(`scope must be "<resource>/.default", e.g. https://api.loganalytics.io/.default`)
+	}
+	return nil
+}
+
+// validateRoute checks one route.
+func validateRoute(r Route) error {
+	if err := validName(r.Name); err != nil {
+		return err
+	}
+	if err := validUpstream(r.Upstream); err != nil {
+		return err
+	}
+	return validScope(r.Scope)
+}

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// newTransport returns the default upstream transport: bounded connection
+// set-up, no bound on a running query, no transparent decompression.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		// Proxy honours HTTPS_PROXY and NO_PROXY like every Go client, for
+		// networks whose only way out is an egress proxy.
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			// Timeout bounds a TCP connect. Azure's front doors answer in
+			// milliseconds; 10 s fails a black-holed route well before the
+			// caller's own retry budget is spent.
+			Timeout: 10 * time.Second,
+			// KeepAlive probes idle connections so that a dead NAT entry is
+			// noticed instead of hanging a later request.
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		// TLSHandshakeTimeout bounds the handshake; it takes a few round
+		// trips, so 10 s means the path is broken, not slow.
+		TLSHandshakeTimeout: 10 * time.Second,
+		// ResponseHeaderTimeout bounds the wait for the status line once the
+		// request is sent. Log Analytics answers only when the query is done,
+		// and a query may run 10 minutes (Prefer: wait=600), after which the
+		// service answers 504 itself; 11 minutes never cuts a query short but
+		// still frees a request whose upstream died silently.
+		ResponseHeaderTimeout: 11 * time.Minute,
+		// ExpectContinueTimeout is how long a request with
+		// "Expect: 100-continue" waits before sending its body anyway.
+		ExpectContinueTimeout: time.Second,
+		// IdleConnTimeout closes pooled connections the upstream has likely
+		// forgotten (Azure front doors drop idle ones after a few minutes).
+		IdleConnTimeout: 90 * time.Second,
+		// MaxIdleConnsPerHost keeps enough warm connections for a sidecar's
+		// burst of concurrent HTTP/1.1 calls (Go's default of 2 makes most
+		// of a burst dial anew); HTTP/2 upstreams multiplex on one.
+		MaxIdleConnsPerHost: 64,
+		MaxIdleConns:        256,
+		// ForceAttemptHTTP2 negotiates HTTP/2 with TLS upstreams although a
+		// custom dialer is set.
+		ForceAttemptHTTP2: true,
+		// DisableCompression stops the transport from adding its own
+		// "Accept-Encoding: gzip" and decompressing: the caller's
+		// Accept-Encoding goes upstream as sent and a gzip body comes back
+		// byte for byte.
+		DisableCompression: true,
+		// Bigger buffers than the 4 KiB default cut system calls for the
+		// multi-megabyte query results Log Analytics returns.
+		WriteBufferSize: 32 << 10,
+		ReadBufferSize:  32 << 10,
+	}
+}
+
+// retryTransport sends a request and, when the upstream answers 401, drops
+// the token it carried and, for a replayable request, sends it once more
+// with a fresh token.
+type retryTransport struct {
+	base   http.RoundTripper
+	tokens Tokens
+	log    *zap.Logger
+}
+
+// RoundTrip implements http.RoundTripper. It runs on the goroutine of the
+// request it serves.
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.base.RoundTrip(req)
+	if err != nil || res.StatusCode != http.StatusUnauthorized {
+		return res, err
+	}
+	st := stateOf(req.Context())
+	if st == nil || st.retried {
+		return res, nil
+	}
+	rt := st.route
+	t.tokens.Invalidate(rt.Scope, st.token)
+	if !st.replayable {
+		t.log.Info("upstream refused the token; request body too large to replay, not retried",
+			zap.String("route", rt.Name), zap.Int("status", res.StatusCode))
+		return res, nil
+	}
+	tok, err := t.tokens.Bearer(req.Context(), rt.Scope)
+	if err != nil {
+		discard(res)
+		return nil, &tokenFailure{err: err}
+	}
+	discard(res)
+	t.log.Info("upstream refused the token; retrying once with a fresh one",
+		zap.String("route", rt.Name), zap.Int("status", res.StatusCode))
+	st.retried = true
+	rt.m.retries.Inc()
+	retry := req.Clone(req.Context())
+	retry.Header["Authorization"] = []string{"Bearer " + tok}
+	retry.Body = st.newBody()
+	return t.base.RoundTrip(retry)
+}
+
+// tokenFailure marks a Tokens error met while retrying, so that the error
+// handler answers it as a token error, not as an unreachable upstream.
+type tokenFailure struct{ err error }
+
+func (e *tokenFailure) Error() string { return "proxy: fetch fresh token: " + e.err.Error() }
+func (e *tokenFailure) Unwrap() error { return e.err }
+
+// discard drains a little of a response body, so that its connection can be
+// reused, and closes it.
+func discard(res *http.Response) {
+	_, _ = io.CopyN(io.Discard, res.Body, 4<<10)
+	_ = res.Body.Close()
+}
