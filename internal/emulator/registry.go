@@ -1,0 +1,357 @@
+package emulator
+
+import (
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Tenant is a directory: the {tenant} of the token URL, by ID or by one of
+// its domains.
+type Tenant struct {
+	// ID is the tenant GUID, the tid of the tokens it issues.
+	ID string
+	// Name is the directory's display name, used where Entra names the
+	// directory in an error (700016, 500011). Empty means the ID.
+	Name string
+	// Domains are the verified domains that also address the tenant, e.g.
+	// "contoso.onmicrosoft.com".
+	Domains []string
+}
+
+// Secret is one client secret of an app.
+type Secret struct {
+	// Value is what the client sends as client_secret.
+	Value string
+	// ExpiresOn is when the secret stops working (AADSTS7000222 afterwards).
+	// The zero time means never.
+	ExpiresOn time.Time
+}
+
+// App is an app registration with its service principal in one tenant.
+type App struct {
+	// TenantID is the tenant where the app's service principal lives; the app
+	// can get tokens from that tenant only (elsewhere: AADSTS700016).
+	TenantID string
+	// ClientID is the application (client) ID.
+	ClientID string
+	// ObjectID is the service principal's object ID, the oid and sub of its
+	// tokens. Empty means one derived from the client ID.
+	ObjectID string
+	// DisplayName names the app in errors (AADSTS7000112). Empty means
+	// "app-" plus the client ID.
+	DisplayName string
+	// Disabled turns the service principal off (AADSTS7000112). It is the
+	// enabled flag inverted, so that the zero App is enabled.
+	Disabled bool
+	// Secrets are the app's client secrets; any unexpired one is accepted.
+	Secrets []Secret
+	// TokenLifetime overrides the emulator's token lifetime for this app;
+	// zero means the emulator's.
+	TokenLifetime time.Duration
+}
+
+// Resource is an API that tokens can be issued for: a resource service
+// principal with its app ID URIs and the app roles granted to client apps.
+// Resources exist in every tenant, as Microsoft's first-party APIs do.
+type Resource struct {
+	// URIs are the identifiers a scope may name before "/.default", e.g.
+	// "https://api.loganalytics.io". They match case-insensitively; the aud
+	// claim is the registered spelling of the one requested.
+	URIs []string
+	// DisplayName names the resource, for Describe.
+	DisplayName string
+	// Roles maps a client ID to the app roles granted to that app on this
+	// resource: the roles claim of its tokens.
+	Roles map[string][]string
+}
+
+var (
+	guidRE  = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+)
+
+// isGUID reports whether s is a GUID in its 8-4-4-4-12 form.
+func isGUID(s string) bool { return guidRE.MatchString(s) }
+
+// isDomain reports whether s is a DNS name with at least two labels, which
+// is what Entra accepts as a tenant domain.
+func isDomain(s string) bool {
+	if len(s) > 253 || !strings.Contains(s, ".") {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if !labelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// validResourceID reports whether id (a scope without "/.default") is a
+// well-formed resource identifier: a GUID or an absolute URI.
+func validResourceID(id string) bool {
+	if isGUID(id) {
+		return true
+	}
+	u, err := url.Parse(id)
+	return err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "")
+}
+
+// problems returns what is wrong with t, one phrase each.
+func (t Tenant) problems() []string {
+	var p []string
+	if !isGUID(t.ID) {
+		p = append(p, fmt.Sprintf("id %q is not a GUID", t.ID))
+	}
+	for i, d := range t.Domains {
+		if !isDomain(d) {
+			p = append(p, fmt.Sprintf("domains[%d] %q is not a DNS name", i, d))
+		}
+	}
+	return p
+}
+
+// problems returns what is wrong with a, one phrase each, without looking at
+// other registrations.
+func (a App) problems() []string {
+	var p []string
+	if !isGUID(a.TenantID) {
+		p = append(p, fmt.Sprintf("tenant %q is not a GUID", a.TenantID))
+	}
+	if !isGUID(a.ClientID) {
+		p = append(p, fmt.Sprintf("client_id %q is not a GUID", a.ClientID))
+	}
+	if a.ObjectID != "" && !isGUID(a.ObjectID) {
+		p = append(p, fmt.Sprintf("object_id %q is not a GUID", a.ObjectID))
+	}
+	for i, s := range a.Secrets {
+		if s.Value == "" {
+			p = append(p, fmt.Sprintf("secrets[%d]: value is empty", i))
+		}
+	}
+	if a.TokenLifetime < 0 {
+		p = append(p, fmt.Sprintf("token_lifetime %s is negative", a.TokenLifetime))
+	}
+	return p
+}
+
+// problems returns what is wrong with r, one phrase each.
+func (r Resource) problems() []string {
+	var p []string
+	if len(r.URIs) == 0 {
+		p = append(p, "uris is empty")
+	}
+	for i, u := range r.URIs {
+		if !validResourceID(u) {
+			p = append(p, fmt.Sprintf("uris[%d] %q is not an absolute URI or a GUID", i, u))
+		}
+	}
+	for id := range r.Roles {
+		if !isGUID(id) {
+			p = append(p, fmt.Sprintf("roles: client ID %q is not a GUID", id))
+		}
+	}
+	return p
+}
+
+func problemsError(op string, p []string) error {
+	if len(p) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", op, strings.Join(p, "; "))
+}
+
+// AddTenant registers a tenant. It fails when the ID is not a GUID, a domain
+// is not a DNS name, or the ID or a domain is already registered.
+func (e *Emulator) AddTenant(t Tenant) error {
+	if err := problemsError("add tenant", t.problems()); err != nil {
+		return err
+	}
+	t.Domains = slices.Clone(t.Domains)
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+	id := strings.ToLower(t.ID)
+	if _, ok := e.tenants[id]; ok {
+		return fmt.Errorf("add tenant: %s is already registered", t.ID)
+	}
+	for _, d := range t.Domains {
+		if _, ok := e.domains[strings.ToLower(d)]; ok {
+			return fmt.Errorf("add tenant: domain %s is already registered", d)
+		}
+	}
+	e.tenants[id] = &t
+	for _, d := range t.Domains {
+		e.domains[strings.ToLower(d)] = &t
+	}
+	return nil
+}
+
+// AddApp registers an app. It fails when an ID is not a GUID, a secret is
+// empty, the tenant is not registered or the client ID already is.
+func (e *Emulator) AddApp(a App) error {
+	if err := problemsError("add app", a.problems()); err != nil {
+		return err
+	}
+	a.Secrets = slices.Clone(a.Secrets)
+	if a.ObjectID == "" {
+		a.ObjectID = derivedObjectID(a.ClientID)
+	}
+	if a.DisplayName == "" {
+		a.DisplayName = "app-" + a.ClientID
+	}
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+	if _, ok := e.tenants[strings.ToLower(a.TenantID)]; !ok {
+		return fmt.Errorf("add app %s: tenant %s is not registered", a.ClientID, a.TenantID)
+	}
+	id := strings.ToLower(a.ClientID)
+	if _, ok := e.apps[id]; ok {
+		return fmt.Errorf("add app: %s is already registered", a.ClientID)
+	}
+	e.apps[id] = &a
+	return nil
+}
+
+// AddResource registers a resource. It fails when a URI is malformed or
+// already registered, or a client ID in Roles is not a GUID. Roles may name
+// apps that are registered later.
+func (e *Emulator) AddResource(r Resource) error {
+	if err := problemsError("add resource", r.problems()); err != nil {
+		return err
+	}
+	r.URIs = slices.Clone(r.URIs)
+	roles := make(map[string][]string, len(r.Roles))
+	for id, rs := range r.Roles {
+		roles[strings.ToLower(id)] = slices.Clone(rs)
+	}
+	r.Roles = roles
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+	for _, u := range r.URIs {
+		if _, ok := e.resources[strings.ToLower(u)]; ok {
+			return fmt.Errorf("add resource: %s is already registered", u)
+		}
+	}
+	for _, u := range r.URIs {
+		e.resources[strings.ToLower(u)] = &r
+	}
+	return nil
+}
+
+// ErrNotRegistered is returned (wrapped) by the methods that change a
+// registration that does not exist.
+var ErrNotRegistered = errors.New("not registered")
+
+// SetSecrets replaces the secrets of a registered app, e.g. to rotate one.
+func (e *Emulator) SetSecrets(clientID string, secrets ...Secret) error {
+	return e.updateApp("set secrets", clientID, func(a *App) { a.Secrets = slices.Clone(secrets) })
+}
+
+// SetEnabled turns a registered app's service principal on or off.
+func (e *Emulator) SetEnabled(clientID string, enabled bool) error {
+	return e.updateApp("set enabled", clientID, func(a *App) { a.Disabled = !enabled })
+}
+
+// Grant sets the app roles that clientID holds on the resource named by uri
+// (any of its URIs), replacing earlier grants; no roles removes them.
+func (e *Emulator) Grant(clientID, uri string, roles ...string) error {
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+	r, ok := e.resources[strings.ToLower(uri)]
+	if !ok {
+		return fmt.Errorf("grant: resource %s: %w", uri, ErrNotRegistered)
+	}
+	// Copy on write: token requests read r.Roles under the read lock.
+	m := make(map[string][]string, len(r.Roles)+1)
+	for k, v := range r.Roles {
+		m[k] = v
+	}
+	if len(roles) == 0 {
+		delete(m, strings.ToLower(clientID))
+	} else {
+		m[strings.ToLower(clientID)] = slices.Clone(roles)
+	}
+	r.Roles = m
+	return nil
+}
+
+func (e *Emulator) updateApp(op, clientID string, f func(*App)) error {
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+	a, ok := e.apps[strings.ToLower(clientID)]
+	if !ok {
+		return fmt.Errorf("%s: app %s: %w", op, clientID, ErrNotRegistered)
+	}
+	c := *a // copy on write, see lookupApp
+	f(&c)
+	e.apps[strings.ToLower(clientID)] = &c
+	return nil
+}
+
+// lookupTenant finds a tenant by ID or domain.
+func (e *Emulator) lookupTenant(s string) (Tenant, bool) {
+	e.regMu.RLock()
+	defer e.regMu.RUnlock()
+	k := strings.ToLower(s)
+	if t, ok := e.tenants[k]; ok {
+		return *t, true
+	}
+	if t, ok := e.domains[k]; ok {
+		return *t, true
+	}
+	return Tenant{}, false
+}
+
+// lookupApp returns a copy of the app; registered *App values are never
+// changed in place, so the copy is consistent.
+func (e *Emulator) lookupApp(clientID string) (App, bool) {
+	e.regMu.RLock()
+	defer e.regMu.RUnlock()
+	a, ok := e.apps[strings.ToLower(clientID)]
+	if !ok {
+		return App{}, false
+	}
+	return *a, true
+}
+
+// lookupResource returns the registered spelling of id and the roles
+// clientID holds on it.
+func (e *Emulator) lookupResource(id, clientID string) (aud string, roles []string, ok bool) {
+	e.regMu.RLock()
+	defer e.regMu.RUnlock()
+	r, ok := e.resources[strings.ToLower(id)]
+	if !ok {
+		return "", nil, false
+	}
+	for _, u := range r.URIs {
+		if strings.EqualFold(u, id) {
+			aud = u
+			break
+		}
+	}
+	return aud, slices.Clone(r.Roles[strings.ToLower(clientID)]), true
+}
+
+// derivedObjectID makes a stable GUID for an app's service principal from its
+// client ID (a name-based, version-5 style GUID).
+func derivedObjectID(clientID string) string {
+	sum := sha1.Sum([]byte("service-principal:" + strings.ToLower(clientID)))
+	var b [16]byte
+	copy(b[:], sum[:16])
+	b[6] = b[6]&0x0f | 0x50
+	b[8] = b[8]&0x3f | 0x80
+	return formatGUID(b)
+}
+
+func (t Tenant) displayName() string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return t.ID
+}
