@@ -1,0 +1,682 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/entrabroker/broker/internal/azure"
+)
+
+// Key identifies one cached token: who asks Entra (authority, tenant,
+// client ID) and for what (scope). It never holds the credential, so
+// rotating a secret keeps the tokens the old one already earned.
+type Key struct {
+	// Authority is the Entra host, e.g. "https://login.microsoftonline.com".
+	Authority string
+	// Tenant is the directory (tenant) ID or domain.
+	Tenant string
+	// ClientID is the application (client) ID.
+	ClientID string
+	// Scope is the normalized scope, e.g. "https://api.loganalytics.io/.default".
+	// The cache does not normalize it; callers do, so that equal scopes
+	// share one entry.
+	Scope string
+}
+
+// Source fetches a fresh token for key from upstream; it never caches. The
+// cache calls it with key.Scope already normalized, on a context that is
+// detached from the caller's cancellation and bounded by
+// Options.FetchTimeout.
+//
+// Implementations are safe for concurrent use. A failure should be (or
+// wrap) an *azure.Error so the cache can tell transient from permanent;
+// any other error is treated as transient. Errors must not contain the
+// credential or a token.
+type Source interface {
+	Token(ctx context.Context, key Key) (azure.Token, error)
+}
+
+// Options configures a Cache. The zero value is valid: every field has a
+// default.
+type Options struct {
+	// Size is the maximum number of keys held; 0 means DefaultSize (1024).
+	// When a new key needs room, the least recently used key leaves (see
+	// Cache for how "used" is tracked).
+	Size int
+	// Margin is how long before its expiry a token stops being served; 0
+	// means DefaultMargin (5 minutes). A token whose lifetime is shorter
+	// than four margins uses a quarter of its lifetime instead, so that a
+	// short token is still served for three quarters of its life.
+	Margin time.Duration
+	// NegativeTTL is how long a permanent error is remembered: until then,
+	// Get answers it at once without an upstream call. 0 means
+	// DefaultNegativeTTL (30 seconds).
+	NegativeTTL time.Duration
+	// FetchTimeout bounds one upstream fetch; 0 means DefaultFetchTimeout
+	// (30 seconds). It uses the real clock even when Clock is a fake.
+	FetchTimeout time.Duration
+	// Clock tells the time and runs the refresh timers; nil means the real
+	// clock.
+	Clock Clock
+	// Rand returns a uniform number in [0, 1) for jitter; nil means
+	// math/rand/v2's Float64. The cache calls it with its lock held, so it
+	// need not be safe for concurrent use by one Cache.
+	Rand func() float64
+	// Registerer receives the cache's metrics (see the package
+	// documentation); nil means no metrics are registered. Close
+	// unregisters them.
+	Registerer prometheus.Registerer
+	// Logger receives fetch failures (Warn) and lifecycle events (Debug);
+	// nil means no logging. Tokens are never logged.
+	Logger *zap.Logger
+}
+
+// Result is what Get answers.
+type Result struct {
+	// Token is the access token served. It is a secret: never log it.
+	Token azure.Token
+	// Stale reports that the token is still in service but its refresh is
+	// failing; the caller may want to say so (a response header).
+	Stale bool
+	// NextAttempt is when the cache will next ask upstream for this key; it
+	// is set when Stale is true and zero otherwise.
+	NextAttempt time.Time
+}
+
+// Status describes what the cache holds for a key, for readiness checks and
+// diagnostics. It never contains the token.
+type Status struct {
+	// Servable reports that Get would now answer a token from memory.
+	Servable bool
+	// ExpiresOn is the expiry of the token held, or zero when none is held.
+	ExpiresOn time.Time
+	// Stale reports that the token held is served while its refresh fails.
+	Stale bool
+	// Err is the Source's error from the last upstream attempt, or nil when
+	// it succeeded (or none was made).
+	Err error
+	// NextAttempt is when the cache will next ask upstream after a failure,
+	// or zero.
+	NextAttempt time.Time
+}
+
+// Cache serves tokens from memory and fetches them from a Source when
+// needed. A Cache is safe for concurrent use; create it with New and stop
+// it with Close.
+//
+// Serving. Get answers a held token while it has more than the margin left
+// (see Options.Margin). That path takes no lock and allocates nothing.
+// Otherwise the caller waits for a fetch, shared by every concurrent caller
+// of the key (single-flight). The fetch does not belong to any caller: one
+// caller giving up does not cancel it for the others, and each caller's own
+// context bounds only its own wait.
+//
+// Refreshing. After a successful fetch, the key is refreshed in the
+// background at the token's RefreshOn (Entra's refresh_in) when set, else at
+// half its lifetime, spread by ±10 %, and always before it leaves service.
+// Only keys used since their last upstream attempt, or passed to Prefetch,
+// are refreshed. An idle key is looked at once more when its token leaves
+// service: refreshed if it was used in between, otherwise dropped (with its
+// per-scope metrics). A refresh never blocks readers.
+//
+// Failures. After a transient failure (an *azure.Error with Temporary()
+// true, or any other error) a token still in service keeps being served,
+// marked Stale, and the next attempt waits 1 s, doubling per consecutive
+// failure up to 5 minutes, spread by ±10 %, and never less than the
+// error's RetryAfter. After a permanent failure (an *azure.Error with
+// Temporary() false) the next attempt waits Options.NegativeTTL (or
+// RetryAfter, if longer); a token still in service is also kept. When no
+// token is in service, Get returns an *Error at once, without an upstream
+// call, until the next attempt is due; then the next Get (or, for a used
+// or prefetched key, the background timer) tries again, and a success
+// clears the error. A token is never served within its margin, so never
+// past its expiry.
+//
+// Bound. At most Options.Size keys are held. Hits do not reorder the LRU
+// list (that would need a lock); they set a flag, and the eviction scan
+// gives a flagged key, or a prefetched one, a second chance (CLOCK) before
+// it evicts the least recently used remaining key. Prefetched keys are
+// evicted only when every key is prefetched. Evicting a key whose fetch is
+// in flight does not strand its waiters: they get the fetch's result.
+type Cache struct {
+	src          Source
+	size         int
+	margin       time.Duration
+	negativeTTL  time.Duration
+	fetchTimeout time.Duration
+	clock        Clock
+	rand         func() float64
+	log          *zap.Logger
+	reg          prometheus.Registerer
+	m            *metrics
+
+	// entries maps every held key to its entry. The map is never modified
+	// once published: writers (holding mu) publish a modified copy.
+	entries atomic.Pointer[map[Key]*entry]
+
+	// ctx is the parent of background fetches; Close cancels it, which also
+	// cancels fetches started by callers.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // running fetches
+
+	mu     sync.Mutex
+	lru    *simplelru.LRU[Key, *entry]
+	scopes map[string]*scopeMetrics
+	closed bool
+}
+
+// entry is one key's slot. st is read without a lock; the fields after the
+// comment are guarded by Cache.mu.
+type entry struct {
+	key Key
+	st  atomic.Pointer[state]
+	// used is set by every Get and cleared when an upstream attempt
+	// starts: it says whether the key is worth refreshing.
+	used atomic.Bool
+	// touched is set by every Get and cleared by the eviction scan: it
+	// gives a used key a second chance before eviction.
+	touched atomic.Bool
+
+	// Guarded by Cache.mu.
+	sm       *scopeMetrics
+	flight   *flight // the fetch in progress, or nil
+	timer    Timer   // the next refresh, retry or idle check, or nil
+	gen      uint64  // bumped whenever timer is replaced or dropped
+	failures int     // consecutive failed upstream attempts
+	prefetch bool
+	removed  bool
+}
+
+// markUsed records a Get. It writes only when a flag is not yet set, so
+// concurrent hits on a hot key do not bounce its cache line between cores.
+func (e *entry) markUsed() {
+	if !e.used.Load() {
+		e.used.Store(true)
+	}
+	if !e.touched.Load() {
+		e.touched.Store(true)
+	}
+}
+
+// state is an immutable snapshot of an entry.
+type state struct {
+	token azure.Token // zero when none is held
+	until time.Time   // serveUntil(token); zero when none is held
+	err   error       // the last attempt's error; nil after a success
+	next  time.Time   // the next upstream attempt after a failure; zero after a success
+}
+
+// noState is the state of a key that has never been fetched.
+var noState = &state{}
+
+// servable reports whether the token held may be served at now.
+func (s *state) servable(now time.Time) bool { return now.Before(s.until) }
+
+// flight is one upstream fetch; done is closed once res or err is set.
+type flight struct {
+	done chan struct{}
+	res  Result
+	err  error
+}
+
+// New returns a Cache that fetches tokens from src. It reports every invalid
+// option at once. The caller must Close the Cache to stop its timers.
+func New(src Source, opts Options) (*Cache, error) {
+	var errs []error
+	if src == nil {
+		errs = append(errs, errors.New("source is nil"))
+	}
+	if opts.Size < 0 {
+		errs = append(errs, fmt.Errorf("size %d is negative", opts.Size))
+	}
+	if opts.Margin < 0 {
+		errs = append(errs, fmt.Errorf("margin %v is negative", opts.Margin))
+	}
+	if opts.NegativeTTL < 0 {
+		errs = append(errs, fmt.Errorf("negative TTL %v is negative", opts.NegativeTTL))
+	}
+	if opts.FetchTimeout < 0 {
+		errs = append(errs, fmt.Errorf("fetch timeout %v is negative", opts.FetchTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("cache: new: %w", err)
+	}
+
+	c := &Cache{
+		src:          src,
+		size:         cmpOr(opts.Size, DefaultSize),
+		margin:       cmpOr(opts.Margin, DefaultMargin),
+		negativeTTL:  cmpOr(opts.NegativeTTL, DefaultNegativeTTL),
+		fetchTimeout: cmpOr(opts.FetchTimeout, DefaultFetchTimeout),
+		clock:        opts.Clock,
+		rand:         opts.Rand,
+		log:          opts.Logger,
+		reg:          opts.Registerer,
+		m:            newMetrics(),
+		scopes:       make(map[string]*scopeMetrics),
+	}
+	if c.clock == nil {
+		c.clock = realClock{}
+	}
+	if c.rand == nil {
+		c.rand = rand.Float64
+	}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	c.log = c.log.Named("cache")
+	lru, err := simplelru.NewLRU(c.size, c.evicted)
+	if err != nil {
+		return nil, fmt.Errorf("cache: new: %w", err)
+	}
+	c.lru = lru
+	c.entries.Store(&map[Key]*entry{})
+	if c.reg != nil {
+		if err := c.m.register(c.reg); err != nil {
+			return nil, fmt.Errorf("cache: new: register metrics: %w", err)
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// cmpOr returns v, or def when v is zero.
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Get returns a token for key: from memory while it has more than the margin
+// left, else from a fetch shared with every concurrent caller of key. ctx
+// bounds only this caller's wait; the fetch itself goes on for the others.
+//
+// When no token can be served because the last upstream attempt failed,
+// Get returns an *Error carrying the Source's error and the time of the next
+// attempt. When ctx ends first, it returns an error wrapping ctx's cause.
+// After Close it returns ErrClosed.
+func (c *Cache) Get(ctx context.Context, key Key) (Result, error) {
+	if e := (*c.entries.Load())[key]; e != nil {
+		if s := e.st.Load(); s.servable(c.clock.Now()) {
+			e.markUsed()
+			return c.serve(s), nil
+		}
+	}
+	return c.get(ctx, key)
+}
+
+// serve counts a hit and answers the token held in s.
+func (c *Cache) serve(s *state) Result {
+	c.m.hits.inc()
+	if s.err == nil {
+		return Result{Token: s.token}
+	}
+	c.m.staleServed.inc()
+	return Result{Token: s.token, Stale: true, NextAttempt: s.next}
+}
+
+// get is Get's slow path: it takes the lock, then serves, answers a
+// remembered error, joins the fetch in flight, or starts one.
+func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Result{}, ErrClosed
+	}
+	e := c.entryLocked(key)
+	e.markUsed()
+	now := c.clock.Now()
+	s := e.st.Load()
+	if s.servable(now) {
+		c.mu.Unlock()
+		return c.serve(s), nil
+	}
+	c.m.misses.inc()
+	fl := e.flight
+	switch {
+	case fl != nil:
+		c.m.sharedWaits.inc()
+	case s.err != nil && now.Before(s.next):
+		c.mu.Unlock()
+		return Result{}, &Error{Scope: key.Scope, NextAttempt: s.next, Err: s.err}
+	default:
+		fl = c.startLocked(ctx, e)
+	}
+	c.mu.Unlock()
+
+	select {
+	case <-fl.done:
+	case <-ctx.Done():
+		select {
+		case <-fl.done: // both ready: the answer wins
+		default:
+			return Result{}, fmt.Errorf("cache: waiting for %s: %w", key.Scope, context.Cause(ctx))
+		}
+	}
+	if fl.err == nil && fl.res.Stale {
+		c.m.staleServed.inc()
+	}
+	return fl.res, fl.err
+}
+
+// Prefetch fetches keys that hold no token in service, and keeps every one
+// of them refreshed from now on, used or not. It returns when the fetches it
+// started or joined have finished, or when ctx ends; the fetches go on
+// regardless. Failures are not returned: Status reports them, and the keys
+// are retried in the background with the usual backoff.
+func (c *Cache) Prefetch(ctx context.Context, keys ...Key) {
+	var wait []*flight
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	now := c.clock.Now()
+	for _, key := range keys {
+		e := c.entryLocked(key)
+		e.prefetch = true
+		s := e.st.Load()
+		switch {
+		case e.flight != nil:
+			wait = append(wait, e.flight)
+		case s.servable(now) && s.err == nil:
+			// Warm; its refresh timer is running.
+		case s.err != nil && now.Before(s.next):
+			// Backing off; the retry timer will try again.
+		default:
+			wait = append(wait, c.startLocked(ctx, e))
+		}
+	}
+	c.mu.Unlock()
+	for _, fl := range wait {
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Status reports what the cache holds for key. It does not count as a use,
+// takes no lock and never calls upstream.
+func (c *Cache) Status(key Key) Status {
+	e := (*c.entries.Load())[key]
+	if e == nil {
+		return Status{}
+	}
+	s := e.st.Load()
+	servable := s.servable(c.clock.Now())
+	return Status{
+		Servable:    servable,
+		ExpiresOn:   s.token.ExpiresOn,
+		Stale:       servable && s.err != nil,
+		Err:         s.err,
+		NextAttempt: s.next,
+	}
+}
+
+// Invalidate drops the token held for key if it is still accessToken (an
+// upstream answered 401 to it), so that the next Get fetches a new one,
+// shared among concurrent callers. It does nothing when the cache already
+// holds another token, so a burst of 401s for one token causes one fetch.
+// A failure the key is backing off from is kept: the next Get then answers
+// that error until the next attempt is due.
+func (c *Cache) Invalidate(key Key, accessToken string) {
+	if accessToken == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.lru.Peek(key)
+	if !ok || c.closed {
+		return
+	}
+	s := e.st.Load()
+	if s.token.AccessToken != accessToken {
+		return
+	}
+	e.st.Store(&state{err: s.err, next: s.next})
+	c.log.Info("token invalidated", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
+}
+
+// Close stops every timer, cancels the fetches in flight, waits for them to
+// return and unregisters the metrics. Callers waiting on a fetch get its
+// result (usually a cancellation error); later calls to Get return
+// ErrClosed. Close is idempotent and always returns nil.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.cancel()
+	c.lru.Purge()
+	c.entries.Store(&map[Key]*entry{})
+	c.m.entries.Set(0)
+	c.mu.Unlock()
+	c.wg.Wait()
+	if c.reg != nil {
+		c.m.unregister(c.reg)
+	}
+	return nil
+}
+
+// entryLocked returns key's entry, adding it (and evicting another) when
+// absent.
+func (c *Cache) entryLocked(key Key) *entry {
+	if e, ok := c.lru.Peek(key); ok {
+		return e
+	}
+	c.makeRoomLocked()
+	e := &entry{key: key, sm: c.acquireScopeLocked(key.Scope)}
+	e.st.Store(noState)
+	c.lru.Add(key, e)
+	c.publishLocked(key, e)
+	c.m.entries.Set(float64(c.lru.Len()))
+	return e
+}
+
+// makeRoomLocked evicts until a key can be added: the oldest key leaves
+// unless it was used or prefetched since the scan last looked at it, in
+// which case it moves to the front (second chance). After two full turns
+// the oldest key leaves regardless, so the scan is bounded.
+func (c *Cache) makeRoomLocked() {
+	for scanned := 0; c.lru.Len() >= c.size; scanned++ {
+		key, e, _ := c.lru.GetOldest()
+		if scanned < 2*c.size && (e.touched.Swap(false) || e.prefetch) {
+			c.lru.Get(key)
+			continue
+		}
+		c.lru.Remove(key)
+	}
+}
+
+// evicted is the LRU's eviction callback, called with mu held for every key
+// that leaves (evicted, idle, or purged by Close). A fetch in flight for the
+// key finishes and answers its waiters, but schedules nothing.
+func (c *Cache) evicted(key Key, e *entry) {
+	e.removed = true
+	c.stopTimerLocked(e)
+	c.releaseScopeLocked(key.Scope)
+	if !c.closed {
+		c.publishLocked(key, nil)
+		c.m.entries.Set(float64(c.lru.Len()))
+	}
+	c.log.Debug("token cache entry removed", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
+}
+
+// publishLocked publishes a copy of the entries map with key set to e, or
+// deleted when e is nil. The copy costs O(Size), paid only when a key
+// enters or leaves, never on a hit.
+func (c *Cache) publishLocked(key Key, e *entry) {
+	old := *c.entries.Load()
+	m := make(map[Key]*entry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if e != nil {
+		m[key] = e
+	} else {
+		delete(m, key)
+	}
+	c.entries.Store(&m)
+}
+
+func (c *Cache) acquireScopeLocked(scope string) *scopeMetrics {
+	sm := c.scopes[scope]
+	if sm == nil {
+		sm = c.m.scope(scope)
+		c.scopes[scope] = sm
+	}
+	sm.refs++
+	return sm
+}
+
+func (c *Cache) releaseScopeLocked(scope string) {
+	sm := c.scopes[scope]
+	if sm == nil {
+		return
+	}
+	if sm.refs--; sm.refs == 0 {
+		delete(c.scopes, scope)
+		c.m.deleteScope(scope)
+	}
+}
+
+// startLocked starts an upstream fetch for e, replacing its timer. parent
+// provides the fetch's values; its cancellation is ignored.
+func (c *Cache) startLocked(parent context.Context, e *entry) *flight {
+	c.stopTimerLocked(e)
+	fl := &flight{done: make(chan struct{})}
+	e.flight = fl
+	e.used.Store(false) // uses from now on count for the next refresh
+	c.wg.Go(func() { c.fetch(parent, e, fl) })
+	return fl
+}
+
+// fetch asks the Source on a context detached from parent's cancellation,
+// bounded by the fetch timeout and cancelled by Close.
+func (c *Cache) fetch(parent context.Context, e *entry, fl *flight) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.fetchTimeout)
+	stop := context.AfterFunc(c.ctx, cancel)
+	start := c.clock.Now()
+	tok, err := c.src.Token(ctx, e.key)
+	stop()
+	cancel()
+	c.complete(e, fl, tok, err, start)
+}
+
+// complete records a fetch's outcome, answers its waiters and schedules the
+// key's next refresh or retry.
+func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	c.m.fetchDuration.Observe(now.Sub(start).Seconds())
+	var (
+		ns    *state
+		delay time.Duration
+	)
+	if err == nil {
+		issued := issuedAt(tok, now)
+		until := serveUntil(tok, issued, c.margin)
+		if now.Before(until) {
+			e.failures = 0
+			ns = &state{token: tok, until: until}
+			delay = refreshDelay(tok, issued, until, now, c.rand())
+			e.sm.success.Inc()
+			e.sm.expiry.Set(float64(tok.ExpiresOn.Unix()))
+			e.sm.failures.Set(0)
+			c.log.Debug("token fetched", zap.String("scope", e.key.Scope),
+				zap.Time("expires_on", tok.ExpiresOn), zap.Duration("refresh_in", delay))
+		} else {
+			err = errExpiredOnArrival
+		}
+	}
+	if err != nil {
+		e.failures++
+		var permanent bool
+		delay, permanent = retryDelay(err, e.failures, c.negativeTTL, c.rand())
+		ns = &state{err: err, next: now.Add(delay)}
+		if old := e.st.Load(); old.servable(now) {
+			ns.token, ns.until = old.token, old.until
+		}
+		if permanent {
+			e.sm.permanent.Inc()
+		} else {
+			e.sm.transient.Inc()
+		}
+		e.sm.failures.Set(float64(e.failures))
+		level := zap.WarnLevel
+		if c.closed {
+			level = zap.DebugLevel
+		}
+		c.log.Log(level, "token fetch failed", zap.String("scope", e.key.Scope),
+			zap.String("tenant", e.key.Tenant), zap.String("client_id", e.key.ClientID),
+			zap.Error(err), zap.Bool("permanent", permanent), zap.Bool("stale", ns.servable(now)),
+			zap.Int("consecutive_failures", e.failures), zap.Time("next_attempt", ns.next))
+	}
+	e.st.Store(ns)
+	if ns.servable(now) {
+		fl.res = Result{Token: ns.token, Stale: ns.err != nil, NextAttempt: ns.next}
+	} else {
+		fl.err = &Error{Scope: e.key.Scope, NextAttempt: ns.next, Err: err}
+	}
+	e.flight = nil
+	close(fl.done)
+	if !c.closed && !e.removed {
+		c.scheduleLocked(e, delay)
+	}
+}
+
+// scheduleLocked replaces e's timer with a tick after d.
+func (c *Cache) scheduleLocked(e *entry, d time.Duration) {
+	c.stopTimerLocked(e)
+	gen := e.gen
+	e.timer = c.clock.AfterFunc(d, func() { c.tick(e, gen) })
+}
+
+// stopTimerLocked stops e's timer; a tick already waiting for mu sees the
+// bumped generation and does nothing.
+func (c *Cache) stopTimerLocked(e *entry) {
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	e.gen++
+}
+
+// tick runs when a key's refresh, retry or idle check is due: a used or
+// prefetched key is fetched; an idle key is looked at again when its token
+// leaves service, and leaves the cache when it holds none.
+func (c *Cache) tick(e *entry, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || e.removed || e.gen != gen {
+		return
+	}
+	e.timer = nil
+	now := c.clock.Now()
+	s := e.st.Load()
+	switch {
+	case e.prefetch || e.used.Load():
+		c.startLocked(c.ctx, e)
+	case s.servable(now):
+		c.scheduleLocked(e, s.until.Sub(now))
+	default:
+		c.lru.Remove(e.key)
+	}
+}

@@ -1,0 +1,139 @@
+package cache
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Fetch results, the values of the result label of broker_token_fetches_total.
+const (
+	resultSuccess   = "success"
+	resultTransient = "transient_error"
+	resultPermanent = "permanent_error"
+)
+
+// metrics holds the cache's collectors. The counters bumped on the hit path
+// are striped, lock-free and exported through CounterFuncs, so a hit writes
+// to a cache line that other cores rarely touch and allocates nothing.
+type metrics struct {
+	hits, misses, sharedWaits, staleServed striped
+
+	fetches       *prometheus.CounterVec // scope, result
+	fetchDuration prometheus.Histogram
+	expiry        *prometheus.GaugeVec // scope
+	failures      *prometheus.GaugeVec // scope
+	entries       prometheus.Gauge
+
+	collectors []prometheus.Collector
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_token_fetches_total",
+			Help: "Upstream token fetches by scope and result (success, transient_error, permanent_error).",
+		}, []string{"scope", "result"}),
+		fetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "broker_token_fetch_duration_seconds",
+			Help:    "Duration of upstream token fetches, successful or not.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "broker_token_expiry_timestamp_seconds",
+			Help: "Expiry (unix seconds) of the token held for a scope.",
+		}, []string{"scope"}),
+		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "broker_token_refresh_failures_consecutive",
+			Help: "Consecutive failed upstream fetches for a scope; 0 after a success.",
+		}, []string{"scope"}),
+		entries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_token_cache_entries",
+			Help: "Keys held in the token cache.",
+		}),
+	}
+	m.collectors = []prometheus.Collector{
+		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries,
+		counterFunc("broker_token_cache_hits_total", "Get calls answered from memory.", &m.hits),
+		counterFunc("broker_token_cache_misses_total", "Get calls not answered from memory: they waited on a fetch or got a remembered error.", &m.misses),
+		counterFunc("broker_token_cache_shared_waits_total", "Get calls that waited on a fetch started by another caller or by a background refresh.", &m.sharedWaits),
+		counterFunc("broker_token_stale_served_total", "Tokens served while their refresh was failing.", &m.staleServed),
+	}
+	return m
+}
+
+func counterFunc(name, help string, s *striped) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+		return float64(s.load())
+	})
+}
+
+// register registers every collector on reg; on failure it unregisters the
+// ones already registered.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for i, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				reg.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range m.collectors {
+		reg.Unregister(c)
+	}
+}
+
+// scopeMetrics are the per-scope series, curried once when the first key
+// with the scope enters the cache and deleted when the last one leaves.
+// Keys that share a scope (several tenants or clients) share the series:
+// the gauges then show the key that changed last.
+type scopeMetrics struct {
+	refs                          int
+	success, transient, permanent prometheus.Counter
+	expiry, failures              prometheus.Gauge
+}
+
+func (m *metrics) scope(scope string) *scopeMetrics {
+	return &scopeMetrics{
+		success:   m.fetches.WithLabelValues(scope, resultSuccess),
+		transient: m.fetches.WithLabelValues(scope, resultTransient),
+		permanent: m.fetches.WithLabelValues(scope, resultPermanent),
+		expiry:    m.expiry.WithLabelValues(scope),
+		failures:  m.failures.WithLabelValues(scope),
+	}
+}
+
+func (m *metrics) deleteScope(scope string) {
+	m.fetches.DeletePartialMatch(prometheus.Labels{"scope": scope})
+	m.expiry.DeleteLabelValues(scope)
+	m.failures.DeleteLabelValues(scope)
+}
+
+// stripes is the number of cells of a striped counter, a power of two.
+const stripes = 16
+
+// striped is a counter spread over cache-line-sized cells; inc picks a cell
+// at random (math/rand/v2's per-thread generator), so concurrent hits on
+// different cores seldom share a line. load sums the cells.
+type striped struct {
+	cells [stripes]struct {
+		n atomic.Uint64
+		_ [56]byte // pad to 64 bytes
+	}
+}
+
+func (s *striped) inc() { s.cells[rand.Uint32()&(stripes-1)].n.Add(1) }
+
+func (s *striped) load() uint64 {
+	var n uint64
+	for i := range s.cells {
+		n += s.cells[i].n.Load()
+	}
+	return n
+}
