@@ -64,12 +64,12 @@ type Emulator struct {
 	apps      map[string]*App      // by lower-case client ID
 	resources map[string]*Resource // by lower-case URI
 
-	stateMu  sync.Mutex
-	faults   map[string][]*Fault // by lower-case client ID, FIFO
-	counts   map[counterKey]int
-	total    int
-	seq      uint64            // last token sequence number issued
-	revoked  map[string]uint64 // lower-case client ID → tokens with seq ≤ this are revoked
+	stateMu sync.Mutex
+	faults  map[string][]*Fault // by lower-case client ID, FIFO
+	counts  map[counterKey]int
+	total   int
+	seq     uint64            // last token sequence number issued
+	revoked map[string]uint64 // lower-case client ID → tokens with seq ≤ this are revoked
 
 	demoMu sync.Mutex // held through AddDemo
 	demo   bool       // AddDemo succeeded

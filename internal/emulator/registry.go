@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -15,45 +16,45 @@ import (
 // its domains.
 type Tenant struct {
 	// ID is the tenant GUID, the tid of the tokens it issues.
-	ID string
+	ID string `yaml:"id"`
 	// Name is the directory's display name, used where Entra names the
 	// directory in an error (700016, 500011). Empty means the ID.
-	Name string
+	Name string `yaml:"name"`
 	// Domains are the verified domains that also address the tenant, e.g.
 	// "contoso.onmicrosoft.com".
-	Domains []string
+	Domains []string `yaml:"domains"`
 }
 
 // Secret is one client secret of an app.
 type Secret struct {
 	// Value is what the client sends as client_secret.
-	Value string
+	Value string `yaml:"value"`
 	// ExpiresOn is when the secret stops working (AADSTS7000222 afterwards).
 	// The zero time means never.
-	ExpiresOn time.Time
+	ExpiresOn time.Time `yaml:"expires_on"`
 }
 
 // App is an app registration with its service principal in one tenant.
 type App struct {
 	// TenantID is the tenant where the app's service principal lives; the app
 	// can get tokens from that tenant only (elsewhere: AADSTS700016).
-	TenantID string
+	TenantID string `yaml:"tenant"`
 	// ClientID is the application (client) ID.
-	ClientID string
+	ClientID string `yaml:"client_id"`
 	// ObjectID is the service principal's object ID, the oid and sub of its
 	// tokens. Empty means one derived from the client ID.
-	ObjectID string
+	ObjectID string `yaml:"object_id"`
 	// DisplayName names the app in errors (AADSTS7000112). Empty means
 	// "app-" plus the client ID.
-	DisplayName string
+	DisplayName string `yaml:"display_name"`
 	// Disabled turns the service principal off (AADSTS7000112). It is the
 	// enabled flag inverted, so that the zero App is enabled.
-	Disabled bool
+	Disabled bool `yaml:"disabled"`
 	// Secrets are the app's client secrets; any unexpired one is accepted.
-	Secrets []Secret
+	Secrets []Secret `yaml:"secrets"`
 	// TokenLifetime overrides the emulator's token lifetime for this app;
 	// zero means the emulator's.
-	TokenLifetime time.Duration
+	TokenLifetime time.Duration `yaml:"token_lifetime"`
 }
 
 // Resource is an API that tokens can be issued for: a resource service
@@ -63,12 +64,12 @@ type Resource struct {
 	// URIs are the identifiers a scope may name before "/.default", e.g.
 	// "https://api.loganalytics.io". They match case-insensitively; the aud
 	// claim is the registered spelling of the one requested.
-	URIs []string
+	URIs []string `yaml:"uris"`
 	// DisplayName names the resource, for Describe.
-	DisplayName string
+	DisplayName string `yaml:"display_name"`
 	// Roles maps a client ID to the app roles granted to that app on this
 	// resource: the roles claim of its tokens.
-	Roles map[string][]string
+	Roles map[string][]string `yaml:"roles"`
 }
 
 var (
@@ -103,68 +104,96 @@ func validResourceID(id string) bool {
 	return err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "")
 }
 
-// problems returns what is wrong with t, one phrase each.
-func (t Tenant) problems() []string {
-	var p []string
-	if !isGUID(t.ID) {
-		p = append(p, fmt.Sprintf("id %q is not a GUID", t.ID))
+// problem is one thing wrong with a registration: where (a path of keys and
+// indexes, as in the config file) and what.
+type problem struct {
+	path []any // string keys and int indexes
+	msg  string
+}
+
+func (p problem) String() string { return pathString(p.path) + ": " + p.msg }
+
+func pathString(path []any) string {
+	var b strings.Builder
+	for _, k := range path {
+		switch k := k.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, k)
+		}
 	}
+	return b.String()
+}
+
+func guidProblem(field, v string) []problem {
+	if isGUID(v) {
+		return nil
+	}
+	return []problem{{[]any{field}, fmt.Sprintf("%q is not a GUID", v)}}
+}
+
+// problems returns what is wrong with t on its own.
+func (t Tenant) problems() []problem {
+	p := guidProblem("id", t.ID)
 	for i, d := range t.Domains {
 		if !isDomain(d) {
-			p = append(p, fmt.Sprintf("domains[%d] %q is not a DNS name", i, d))
+			p = append(p, problem{[]any{"domains", i}, fmt.Sprintf("%q is not a DNS name", d)})
 		}
 	}
 	return p
 }
 
-// problems returns what is wrong with a, one phrase each, without looking at
-// other registrations.
-func (a App) problems() []string {
-	var p []string
-	if !isGUID(a.TenantID) {
-		p = append(p, fmt.Sprintf("tenant %q is not a GUID", a.TenantID))
-	}
-	if !isGUID(a.ClientID) {
-		p = append(p, fmt.Sprintf("client_id %q is not a GUID", a.ClientID))
-	}
-	if a.ObjectID != "" && !isGUID(a.ObjectID) {
-		p = append(p, fmt.Sprintf("object_id %q is not a GUID", a.ObjectID))
+// problems returns what is wrong with a on its own, without looking at other
+// registrations.
+func (a App) problems() []problem {
+	p := guidProblem("tenant", a.TenantID)
+	p = append(p, guidProblem("client_id", a.ClientID)...)
+	if a.ObjectID != "" {
+		p = append(p, guidProblem("object_id", a.ObjectID)...)
 	}
 	for i, s := range a.Secrets {
 		if s.Value == "" {
-			p = append(p, fmt.Sprintf("secrets[%d]: value is empty", i))
+			p = append(p, problem{[]any{"secrets", i, "value"}, "is empty"})
 		}
 	}
 	if a.TokenLifetime < 0 {
-		p = append(p, fmt.Sprintf("token_lifetime %s is negative", a.TokenLifetime))
+		p = append(p, problem{[]any{"token_lifetime"}, fmt.Sprintf("%s is negative", a.TokenLifetime)})
 	}
 	return p
 }
 
-// problems returns what is wrong with r, one phrase each.
-func (r Resource) problems() []string {
-	var p []string
+// problems returns what is wrong with r on its own.
+func (r Resource) problems() []problem {
+	var p []problem
 	if len(r.URIs) == 0 {
-		p = append(p, "uris is empty")
+		p = append(p, problem{[]any{"uris"}, "is empty"})
 	}
 	for i, u := range r.URIs {
 		if !validResourceID(u) {
-			p = append(p, fmt.Sprintf("uris[%d] %q is not an absolute URI or a GUID", i, u))
+			p = append(p, problem{[]any{"uris", i}, fmt.Sprintf("%q is not an absolute URI or a GUID", u)})
 		}
 	}
-	for id := range r.Roles {
+	for _, id := range slices.Sorted(maps.Keys(r.Roles)) {
 		if !isGUID(id) {
-			p = append(p, fmt.Sprintf("roles: client ID %q is not a GUID", id))
+			p = append(p, problem{[]any{"roles", id}, "the key is not a client ID (GUID)"})
 		}
 	}
 	return p
 }
 
-func problemsError(op string, p []string) error {
-	if len(p) == 0 {
+func problemsError(op string, ps []problem) error {
+	if len(ps) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: %s", op, strings.Join(p, "; "))
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return fmt.Errorf("%s: %s", op, strings.Join(s, "; "))
 }
 
 // AddTenant registers a tenant. It fails when the ID is not a GUID, a domain

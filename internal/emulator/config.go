@@ -1,0 +1,221 @@
+package emulator
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the emulator's registration file, for the binary. Example:
+//
+//	token_lifetime: 1h          # optional; the emulator's default lifetime
+//	demo: true                  # also register the demo tenant, app and resources
+//	tenants:
+//	  - id: 6f1c2a9e-0000-4000-8000-000000000001
+//	    name: Contoso
+//	    domains: [contoso.onmicrosoft.com]
+//	apps:
+//	  - tenant: 6f1c2a9e-0000-4000-8000-000000000001
+//	    client_id: 6f1c2a9e-0000-4000-8000-000000000002
+//	    display_name: reporting
+//	    secrets:
+//	      - value: s3cr3t
+//	        expires_on: 2030-01-01T00:00:00Z
+//	resources:
+//	  - uris: [https://api.loganalytics.io]
+//	    roles:
+//	      6f1c2a9e-0000-4000-8000-000000000002: [Data.Read]
+//
+// Keys are those of Tenant, App (with disabled and token_lifetime) and
+// Resource. Unknown keys are errors.
+type Config struct {
+	// TokenLifetime is for Options.TokenLifetime; zero means the default.
+	TokenLifetime time.Duration `yaml:"token_lifetime"`
+	// Demo asks Register to add the demo registration too.
+	Demo      bool       `yaml:"demo"`
+	Tenants   []Tenant   `yaml:"tenants"`
+	Apps      []App      `yaml:"apps"`
+	Resources []Resource `yaml:"resources"`
+}
+
+// LoadConfig reads and checks a registration file (see Config).
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load emulator config: %w", err)
+	}
+	return ParseConfig(data, path)
+}
+
+// yamlLineRE finds the "line N: " yaml puts in front of each decoding error.
+var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// ParseConfig decodes and checks a registration file's content; name (the
+// file's path) prefixes every message. Each problem becomes one line of the
+// error, "name:line: where: what", and all of them are reported at once.
+func ParseConfig(data []byte, name string) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+		errs := make([]error, len(te.Errors))
+		for i, m := range te.Errors {
+			if g := yamlLineRE.FindStringSubmatch(m); g != nil {
+				errs[i] = fmt.Errorf("%s:%s: %s", name, g[1], g[2])
+			} else {
+				errs[i] = fmt.Errorf("%s: %s", name, m)
+			}
+		}
+		return Config{}, errors.Join(errs...)
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // it decoded above, so it parses
+	var errs []error
+	for _, p := range c.problems() {
+		errs = append(errs, fmt.Errorf("%s:%d: %s", name, lineOf(&root, p.path), p))
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// problems checks every registration and how they refer to each other.
+func (c Config) problems() []problem {
+	var ps []problem
+	at := func(prefix []any, p problem) problem {
+		return problem{append(append([]any{}, prefix...), p.path...), p.msg}
+	}
+	if c.TokenLifetime < 0 {
+		ps = append(ps, problem{[]any{"token_lifetime"}, fmt.Sprintf("%s is negative", c.TokenLifetime)})
+	}
+	tenants, domains, apps, uris := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	if c.Demo {
+		tenants[DemoTenantID] = true
+		domains[DemoTenantDomain] = true
+		apps[DemoClientID] = true
+		for _, d := range DemoResources {
+			uris[strings.ToLower(d.URI)], uris[strings.ToLower(d.URI)+"/"] = true, true
+		}
+	}
+	for i, t := range c.Tenants {
+		prefix := []any{"tenants", i}
+		for _, p := range t.problems() {
+			ps = append(ps, at(prefix, p))
+		}
+		if id := strings.ToLower(t.ID); tenants[id] {
+			ps = append(ps, at(prefix, problem{[]any{"id"}, fmt.Sprintf("%s is registered twice", t.ID)}))
+		} else {
+			tenants[id] = true
+		}
+		for j, d := range t.Domains {
+			if k := strings.ToLower(d); domains[k] {
+				ps = append(ps, at(prefix, problem{[]any{"domains", j}, fmt.Sprintf("%s is registered twice", d)}))
+			} else {
+				domains[k] = true
+			}
+		}
+	}
+	for i, a := range c.Apps {
+		prefix := []any{"apps", i}
+		for _, p := range a.problems() {
+			ps = append(ps, at(prefix, p))
+		}
+		if isGUID(a.TenantID) && !tenants[strings.ToLower(a.TenantID)] {
+			ps = append(ps, at(prefix, problem{[]any{"tenant"}, fmt.Sprintf("%s is not a tenant of this file", a.TenantID)}))
+		}
+		if id := strings.ToLower(a.ClientID); apps[id] {
+			ps = append(ps, at(prefix, problem{[]any{"client_id"}, fmt.Sprintf("%s is registered twice", a.ClientID)}))
+		} else {
+			apps[id] = true
+		}
+	}
+	for i, r := range c.Resources {
+		prefix := []any{"resources", i}
+		for _, p := range r.problems() {
+			ps = append(ps, at(prefix, p))
+		}
+		for j, u := range r.URIs {
+			if k := strings.ToLower(u); uris[k] {
+				ps = append(ps, at(prefix, problem{[]any{"uris", j}, fmt.Sprintf("%s is registered twice", u)}))
+			} else {
+				uris[k] = true
+			}
+		}
+		for id := range r.Roles {
+			if isGUID(id) && !apps[strings.ToLower(id)] {
+				ps = append(ps, at(prefix, problem{[]any{"roles", id}, fmt.Sprintf("%s is not an app of this file", id)}))
+			}
+		}
+	}
+	return ps
+}
+
+// lineOf returns the line of the entry at path (string keys, int indexes) in
+// a YAML document: the key's line for a key, the item's for an index. When
+// the path goes further than the document (a missing key), it returns the
+// line of the deepest entry on the way.
+func lineOf(root *yaml.Node, path []any) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, k := range path {
+		found := false
+		switch k := k.(type) {
+		case int:
+			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+				n, line, found = n.Content[k], n.Content[k].Line, true
+			}
+		case string:
+			for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					n, line, found = n.Content[i+1], n.Content[i].Line, true
+					break
+				}
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	return line
+}
+
+// Register adds everything c names: the demo registration when c.Demo, then
+// tenants, apps and resources. It stops at the first failure.
+func (e *Emulator) Register(c Config) error {
+	if c.Demo {
+		if err := e.AddDemo(); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+	}
+	for _, t := range c.Tenants {
+		if err := e.AddTenant(t); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+	}
+	for _, a := range c.Apps {
+		if err := e.AddApp(a); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+	}
+	for _, r := range c.Resources {
+		if err := e.AddResource(r); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+	}
+	return nil
+}
