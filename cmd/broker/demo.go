@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"text/template"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/entrabroker/broker/internal/config"
+	"github.com/entrabroker/broker/internal/emulator"
+	"github.com/entrabroker/broker/internal/emulator/loganalytics"
+)
+
+// demoIdentityHeader is the /msi/token secret in demo mode when
+// BROKER_IDENTITY_HEADER is not set. It is public on purpose: the demo
+// serves tokens of an emulator only.
+const demoIdentityHeader = "demo-identity-header"
+
+// demoEnv is the emulator that `broker demo` runs beside the broker.
+type demoEnv struct {
+	srv *http.Server
+	url string
+}
+
+// startDemo starts the emulated Entra ID and Log Analytics on a free
+// loopback port, with the demo registration, and points cfg at them: the
+// demo app's credentials, the emulator as authority and Log Analytics
+// endpoint, the Log Analytics scope prefetched, and an /msi/token secret.
+func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoEnv, error) {
+	az := emulator.NewAzure(emulator.Options{Logger: log})
+	if err := az.AddDemo(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("demo: open the emulator's listener: %w", err)
+	}
+	d := &demoEnv{
+		srv: &http.Server{
+			Handler:           az,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          zap.NewStdLog(log),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		},
+		url: "http://" + ln.Addr().String(),
+	}
+	go func() {
+		if err := d.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("emulator stopped", zap.Error(err))
+		}
+	}()
+
+	cfg.TenantID = emulator.DemoTenantID
+	cfg.ClientID = emulator.DemoClientID
+	cfg.ClientSecret = emulator.DemoClientSecret
+	cfg.ClientSecretFile = ""
+	cfg.AuthorityHost = d.url
+	cfg.LogAnalyticsEndpoint = d.url
+	if len(cfg.PrefetchScopes) == 0 {
+		cfg.PrefetchScopes = []string{"https://api.loganalytics.io/.default"}
+	}
+	if cfg.IdentityHeader == "" {
+		cfg.IdentityHeader = demoIdentityHeader
+	}
+	return d, nil
+}
+
+func (d *demoEnv) close() { _ = d.srv.Close() }
+
+var welcome = template.Must(template.New("welcome").Parse(`
+broker demo: an emulated Entra ID and Log Analytics run at {{.Emulator}},
+and the broker serves them. Nothing here reaches Azure.
+
+  API  {{.API}}
+  ops  {{.Ops}}
+
+Try:
+  # a token for the Log Analytics API
+  curl -s {{.Curl}}-H 'Metadata: true' '{{.API}}/token?resource=https://api.loganalytics.io'
+
+  # a Log Analytics query through the proxy (the broker adds the bearer token)
+  curl -s {{.Curl}}'{{.API}}/proxy/loganalytics/v1/workspaces/{{.Workspace}}/query?query=Heartbeat%20%7C%20take%203'
+
+  # the managed-identity endpoint the Azure SDKs use
+  curl -s {{.Curl}}-H 'X-IDENTITY-HEADER: {{.Header}}' '{{.API}}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net'
+
+  # readiness and metrics
+  curl -s {{.Ops}}/readyz
+  curl -s {{.Ops}}/metrics | grep ^broker_
+
+An app using an Azure SDK's DefaultAzureCredential needs only:
+  IDENTITY_ENDPOINT={{.API}}/msi/token IDENTITY_HEADER={{.Header}}
+
+Press Ctrl-C to stop.
+`))
+
+// printWelcome tells a person what runs and what to try.
+func (d *demoEnv) printWelcome(w io.Writer, api, ops net.Listener, cfg config.Config) {
+	data := struct{ Emulator, API, Ops, Curl, Workspace, Header string }{
+		Emulator:  d.url,
+		API:       "http://" + api.Addr().String(),
+		Ops:       "http://" + ops.Addr().String(),
+		Workspace: loganalytics.DemoWorkspaceID,
+		Header:    cfg.IdentityHeader,
+	}
+	if api.Addr().Network() == "unix" {
+		data.API = "http://localhost"
+		data.Curl = "--unix-socket " + api.Addr().String() + " "
+	}
+	_ = welcome.Execute(w, data)
+}
+
+// runEmulator runs the emulated Entra ID and Log Analytics alone, for any
+// client (an Azure SDK, curl, another broker) to point at.
+func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("broker emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listenAddr := fs.String("listen", "127.0.0.1:8500", "address to listen on")
+	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate (the Azure SDKs require https for the authority); its PEM is printed")
+	lifetime := fs.Duration("token-lifetime", emulator.DefaultTokenLifetime, "lifetime of the access tokens issued")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	log, err := newLogger(config.Default(), stderr)
+	if err != nil {
+		return err
+	}
+	az := emulator.NewAzure(emulator.Options{TokenLifetime: *lifetime, Logger: log})
+	if err := az.AddDemo(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listenAddr)
+	if err != nil {
+		return fmt.Errorf("emulator: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           az,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          zap.NewStdLog(log),
+	}
+	scheme := "http"
+	if *useTLS {
+		host, _, _ := net.SplitHostPort(ln.Addr().String())
+		tc, certPEM, err := emulator.SelfSignedTLS(host, "localhost")
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		srv.TLSConfig = tc
+		scheme = "https"
+		fmt.Fprintf(stdout, "The emulator's certificate (trust it, e.g. SSL_CERT_FILE=emulator.pem):\n%s\n", certPEM)
+	}
+	base := scheme + "://" + ln.Addr().String()
+	_ = az.Entra.Describe(stdout, base)
+	fmt.Fprintf(stdout, "\nLog Analytics: %s/v1/workspaces/%s/query (the demo app is a Reader)\n", base, loganalytics.DemoWorkspaceID)
+
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if *useTLS {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	<-errc
+	return err
+}
+

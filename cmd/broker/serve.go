@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/entrabroker/broker/internal/azure"
+	"github.com/entrabroker/broker/internal/cache"
+	"github.com/entrabroker/broker/internal/config"
+	"github.com/entrabroker/broker/internal/httpapi"
+	"github.com/entrabroker/broker/internal/proxy"
+	"github.com/entrabroker/broker/internal/version"
+)
+
+// Server timeouts. The API listener serves token requests that answer from
+// memory and proxied Log Analytics queries that may run for 10 minutes.
+const (
+	// readHeaderTimeout stops slowloris clients: a local caller sends its
+	// headers at once.
+	readHeaderTimeout = 5 * time.Second
+	// idleTimeout closes keep-alive connections nobody uses, so idle
+	// connections do not pile up.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds request headers; token requests are tiny.
+	maxHeaderBytes = 64 << 10
+	// opsWriteTimeout bounds a metrics scrape or health answer.
+	opsWriteTimeout = 30 * time.Second
+)
+
+// listenHook, when set in the context, learns the listeners' addresses once
+// they are open: tests run the real program on port 0 and use it.
+type listenHookKey struct{}
+
+type listenHook func(api, ops net.Addr)
+
+// runServe runs the broker; in demo mode it first starts the emulator and
+// points the configuration at it.
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, mode config.Mode) error {
+	name := "serve"
+	if mode == config.Demo {
+		name = "demo"
+	}
+	cfg, err := loadConfig(name, args, getenv, stderr, mode, nil)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	g, ctx := errgroup.WithContext(ctx)
+	var demo *demoEnv
+	if mode == config.Demo {
+		demo, err = startDemo(ctx, &cfg, log.Named("emulator"))
+		if err != nil {
+			return err
+		}
+		defer demo.close()
+	}
+
+	b, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = b.cache.Close() }()
+
+	apiLn, err := listen(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("open the API listener: %w", err)
+	}
+	defer apiLn.Close()
+	opsLn, err := listen(cfg.OpsListen)
+	if err != nil {
+		return fmt.Errorf("open the ops listener: %w", err)
+	}
+	defer opsLn.Close()
+
+	errLog := zap.NewStdLog(log.Named("http"))
+	api := &http.Server{
+		Handler:           b.api,
+		ReadHeaderTimeout: readHeaderTimeout,
+		// No ReadTimeout or WriteTimeout: a proxied query may upload a
+		// large body and run for 10 minutes (Prefer: wait=600).
+		IdleTimeout:    idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog:       errLog,
+	}
+	ops := &http.Server{
+		Handler:           b.ops,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readHeaderTimeout,
+		WriteTimeout:      opsWriteTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	log.Info("listening",
+		zap.String("api", listenURL(apiLn)), zap.String("ops", listenURL(opsLn)),
+		zap.String("version", version.String()), zap.String("tenant_id", cfg.TenantID),
+		zap.String("client_id", cfg.ClientID), zap.String("authority", b.identity.Authority))
+	if hook, ok := ctx.Value(listenHookKey{}).(listenHook); ok {
+		hook(apiLn.Addr(), opsLn.Addr())
+	}
+	if demo != nil {
+		demo.printWelcome(stdout, apiLn, opsLn, cfg)
+	}
+
+	g.Go(func() error { return serveHTTP(api, apiLn) })
+	g.Go(func() error { return serveHTTP(ops, opsLn) })
+	if len(b.prefetch) > 0 {
+		g.Go(func() error {
+			b.cache.Prefetch(ctx, b.prefetch...)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout))
+		// A fresh context: the one that ended is the reason to stop, not a
+		// bound on how long in-flight requests may take to finish.
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		return errors.Join(api.Shutdown(sctx), ops.Shutdown(sctx))
+	})
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// serveHTTP serves until Shutdown; the shutdown itself is not an error.
+func serveHTTP(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// broker is the wired program: what runServe serves and what it closes.
+type broker struct {
+	cache    *cache.Cache
+	api, ops http.Handler
+	identity httpapi.Identity
+	prefetch []cache.Key
+}
+
+// build wires the token source, the cache, the proxy and the routers from cfg.
+func build(cfg config.Config, log *zap.Logger) (*broker, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(),
+	)
+
+	cloud, err := azure.CloudByName(cfg.Cloud)
+	if err != nil {
+		return nil, err
+	}
+	var cred azure.Credential
+	if cfg.ClientSecretFile != "" {
+		cred = azure.SecretFileCredential(cfg.ClientSecretFile, nil)
+	} else {
+		cred = azure.SecretCredential(cfg.ClientSecret)
+	}
+	client, err := azure.New(azure.Config{
+		Cloud:         cloud,
+		AuthorityHost: cfg.AuthorityHost,
+		TenantID:      cfg.TenantID,
+		ClientID:      cfg.ClientID,
+		Credential:    cred,
+		Logger:        log.Named("azure"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	id := httpapi.Identity{
+		Name:      "default",
+		Authority: client.Authority(),
+		TenantID:  client.TenantID(),
+		ClientID:  client.ClientID(),
+	}
+	for _, s := range cfg.AllowedScopes {
+		n, err := normalizeConfigScope("BROKER_ALLOWED_SCOPES", s)
+		if err != nil {
+			return nil, err
+		}
+		id.AllowedScopes = append(id.AllowedScopes, n)
+	}
+	var prefetchScopes []string
+	var prefetch []cache.Key
+	for _, s := range cfg.PrefetchScopes {
+		n, err := normalizeConfigScope("BROKER_PREFETCH_SCOPES", s)
+		if err != nil {
+			return nil, err
+		}
+		prefetchScopes = append(prefetchScopes, n)
+		prefetch = append(prefetch, id.Key(n))
+	}
+
+	c, err := cache.New(sources{id.Key(""): client}, cache.Options{
+		Size:       cfg.CacheSize,
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	routes := cloudRoutes(cloud)
+	if cfg.LogAnalyticsEndpoint != "" {
+		u, err := url.Parse(cfg.LogAnalyticsEndpoint)
+		if err != nil {
+			return nil, fmt.Errorf("BROKER_LOGANALYTICS_ENDPOINT: %w", err)
+		}
+		for i := range routes {
+			if routes[i].Name == "loganalytics" {
+				routes[i].Upstream = u
+			}
+		}
+	}
+	px, err := proxy.New(proxy.Options{
+		Routes:       routes,
+		Tokens:       httpapi.NewBearer(c, id, nil),
+		MaxBodyBytes: cfg.ProxyMaxBodyBytes,
+		Logger:       log.Named("proxy"),
+		Registerer:   reg,
+	})
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+
+	listenHost := ""
+	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil {
+		listenHost = h
+	}
+	api, ops, err := httpapi.New(httpapi.Options{
+		Cache:          c,
+		Identities:     []httpapi.Identity{id},
+		IdentityHeader: cfg.IdentityHeader,
+		Proxy:          px,
+		ListenHost:     listenHost,
+		PrefetchScopes: prefetchScopes,
+		Logger:         log.Named("http"),
+		Registerer:     reg,
+		Gatherer:       reg,
+	})
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return &broker{cache: c, api: api, ops: ops, identity: id, prefetch: prefetch}, nil
+}
+
+// cloudRoutes are the built-in proxy routes with the cloud's endpoints and
+// audiences.
+func cloudRoutes(c azure.Cloud) []proxy.Route {
+	mk := func(name string, s azure.Service) proxy.Route {
+		u, _ := url.Parse(s.Endpoint)
+		return proxy.Route{Name: name, Upstream: u, Scope: s.Scope()}
+	}
+	return []proxy.Route{
+		mk("loganalytics", c.LogAnalytics),
+		mk("appinsights", c.AppInsights),
+		mk("arm", c.ARM),
+	}
+}
+
+func normalizeConfigScope(env, s string) (string, error) {
+	n, err := azure.NormalizeScope(s)
+	if err != nil && !strings.HasSuffix(s, "/.default") {
+		n, err = azure.ScopeForResource(s)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s item %q: %w", env, s, err)
+	}
+	return n, nil
+}
+
+// sources hands each cache key to the token source of its identity.
+type sources map[cache.Key]azure.TokenSource
+
+// Token fetches key's token from the identity's source.
+func (s sources) Token(ctx context.Context, key cache.Key) (azure.Token, error) {
+	src, ok := s[cache.Key{Authority: key.Authority, Tenant: key.Tenant, ClientID: key.ClientID}]
+	if !ok {
+		return azure.Token{}, &azure.Error{Op: "token", Description: "no identity for client " + key.ClientID, Hint: "This is a bug in the broker's wiring."}
+	}
+	return src.Token(ctx, key.Scope)
+}
+
+// buildInfo is broker_build_info: always 1, with the version as labels.
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "broker_build_info",
+		Help: "Always 1; the labels say which broker build is running.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(version.String(), runtime.Version()).Set(1)
+	return g
+}
+
+// newLogger builds the zap logger the configuration asks for, writing to w.
+func newLogger(cfg config.Config, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "time"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if cfg.LogFormat == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.AddSync(w), level)
+	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), nil
+}
+
+// listen opens a TCP listener for host:port, or a unix socket for
+// unix:///path (mode 0660, so only the owner and its group can ask for
+// tokens; a stale socket file from a previous run is removed first).
+func listen(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix://")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// listenURL is how a person reaches ln.
+func listenURL(ln net.Listener) string {
+	if ln.Addr().Network() == "unix" {
+		return "unix://" + ln.Addr().String()
+	}
+	return "http://" + ln.Addr().String()
+}

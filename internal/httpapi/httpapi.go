@@ -1,0 +1,155 @@
+// Package httpapi owns the broker's two HTTP routers: the API listener (the
+// /token endpoint, the managed-identity endpoints and the mounted proxy) and
+// the ops listener (/metrics, /healthz, /readyz), with the middleware they
+// share. Routes are declared in routes.go; middleware is stacked in one place
+// there too.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/entrabroker/broker/internal/cache"
+)
+
+// Cache is the token cache the handlers serve from. *cache.Cache implements it.
+type Cache interface {
+	// Get returns a servable token for key, fetching it (once, shared) when needed.
+	Get(ctx context.Context, key cache.Key) (cache.Result, error)
+	// Status reports what the cache holds for key, for /readyz.
+	Status(key cache.Key) cache.Status
+	// Invalidate drops accessToken for key if it is still the one held.
+	Invalidate(key cache.Key, accessToken string)
+}
+
+// Identity is an app registration the broker holds credentials for.
+type Identity struct {
+	// Name labels the identity in logs and metrics; "default" for the one from
+	// the environment.
+	Name string
+	// Authority, TenantID and ClientID form the first part of its cache keys.
+	Authority, TenantID, ClientID string
+	// AllowedScopes, when not empty, are the only normalized scopes served
+	// for this identity.
+	AllowedScopes []string
+}
+
+// Key returns the cache key of scope (already normalized) for id.
+func (id *Identity) Key(scope string) cache.Key {
+	return cache.Key{Authority: id.Authority, Tenant: id.TenantID, ClientID: id.ClientID, Scope: scope}
+}
+
+// allows reports whether id may be served scope.
+func (id *Identity) allows(scope string) bool {
+	return len(id.AllowedScopes) == 0 || slices.Contains(id.AllowedScopes, scope)
+}
+
+// Options configures the routers. Cache and at least one Identity are required.
+type Options struct {
+	// Cache serves the tokens.
+	Cache Cache
+	// Identities are the app registrations served; the first is the default
+	// (used when a request names none).
+	Identities []Identity
+	// IdentityHeader is the secret that callers of /msi/token must send in
+	// X-IDENTITY-HEADER; empty makes /msi/token answer a clear error.
+	IdentityHeader string
+	// Proxy serves /proxy/{route}/...; nil answers 404 there.
+	Proxy http.Handler
+	// ListenHost is the host the API listener was configured with; requests
+	// naming it in Host pass the DNS-rebinding guard beside loopback names.
+	ListenHost string
+	// PrefetchScopes are the normalized scopes of the default identity that
+	// /readyz requires to hold a servable token.
+	PrefetchScopes []string
+	// Logger receives the access log and errors; nil discards.
+	Logger *zap.Logger
+	// Registerer receives the HTTP metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics exposes; nil exposes nothing.
+	Gatherer prometheus.Gatherer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// server holds what the handlers of both routers share.
+type server struct {
+	opts    Options
+	log     *zap.Logger
+	now     func() time.Time
+	metrics *metrics
+}
+
+func newServer(opts Options) (*server, error) {
+	if opts.Cache == nil {
+		return nil, errors.New("httpapi: no cache")
+	}
+	if len(opts.Identities) == 0 {
+		return nil, errors.New("httpapi: no identity")
+	}
+	s := &server{opts: opts, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+// New returns the API router and the ops router.
+func New(opts Options) (api, ops http.Handler, err error) {
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.apiRoutes(), s.opsRoutes(), nil
+}
+
+// identity returns the identity a request selects by client ID, or the
+// default one when clientID is empty; nil when none matches.
+func (s *server) identity(clientID string) *Identity {
+	if clientID == "" {
+		return &s.opts.Identities[0]
+	}
+	for i := range s.opts.Identities {
+		if strings.EqualFold(s.opts.Identities[i].ClientID, clientID) {
+			return &s.opts.Identities[i]
+		}
+	}
+	return nil
+}
+
+// hostAllowed is the DNS-rebinding guard: the Host header must name a
+// loopback address, localhost, or the configured listen host.
+func (s *server) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	lh := s.opts.ListenHost
+	return lh != "" && lh != "0.0.0.0" && lh != "::" && strings.EqualFold(host, lh)
+}

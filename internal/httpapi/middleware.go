@@ -1,0 +1,184 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/entrabroker/broker/internal/httperr"
+)
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// requestIDHeader carries the request ID in both directions.
+const requestIDHeader = "X-Request-Id"
+
+// requestID takes a well-formed X-Request-Id from the caller or makes one,
+// and echoes it in the response.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(requestIDHeader)
+		if !validRequestID(id) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set(requestIDHeader, id)
+		next.ServeHTTP(w, r.WithContext(contextWithRequestID(r.Context(), id)))
+	})
+}
+
+// validRequestID accepts 1 to 64 characters of [A-Za-z0-9._-], so a caller's
+// ID can be logged without escaping or log injection.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// recoverer turns a panic into a 500 JSON answer and an error log line.
+// http.ErrAbortHandler is re-panicked: it is how a handler aborts a response
+// on purpose (the proxy uses it when the upstream fails mid-body).
+func (s *server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", zap.Any("panic", v), zap.Stack("stack"),
+					zap.String("request_id", requestIDFrom(r)))
+				httperr.Write(w, httperr.Internal)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// observe writes the access log and the HTTP metrics. It logs the method, the
+// route pattern, the status and the duration — never the raw path, the query
+// (which can hold a secret) or any header. Successful requests log at debug
+// level, so a busy sidecar does not spend its time writing logs; client
+// errors log at info, server errors at error.
+func (s *server) observe(listener string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := s.now()
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			d := s.now().Sub(start)
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := chi.RouteContext(r.Context()).RoutePattern()
+			if route == "" {
+				route = "unmatched"
+			}
+			s.metrics.observe(listener, route, status, d)
+			level := zapcore.DebugLevel
+			switch {
+			case status >= 500:
+				level = zapcore.ErrorLevel
+			case status >= 400:
+				level = zapcore.InfoLevel
+			}
+			if ce := s.log.Check(level, "request"); ce != nil {
+				ce.Write(
+					zap.String("listener", listener),
+					zap.String("method", r.Method),
+					zap.String("route", route),
+					zap.Int("status", status),
+					zap.Duration("duration", d),
+					zap.Int("bytes", ww.BytesWritten()),
+					zap.String("request_id", requestIDFrom(r)),
+				)
+			}
+		})
+	}
+}
+
+// guard refuses requests that came through a forwarding proxy (X-Forwarded-For
+// or Forwarded: a token must not leave the host) and requests whose Host is
+// not loopback, localhost or the listen host (a browser page that rebinds a
+// DNS name to 127.0.0.1 must not read tokens).
+func (s *server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" {
+			s.writeError(w, r, httperr.New(http.StatusForbidden, "forwarded_request",
+				"The request came through a proxy (it carries X-Forwarded-For or Forwarded); the broker only serves callers on its own host.",
+				"Call the broker directly on localhost, not through a proxy or load balancer."))
+			return
+		}
+		if !s.hostAllowed(r.Host) {
+			s.writeError(w, r, httperr.New(http.StatusMisdirectedRequest, "host_not_allowed",
+				"The Host header does not name this broker; it must be localhost, a loopback address or the listen address.",
+				"Call the broker as http://127.0.0.1:<port> or http://localhost:<port>. This guard stops web pages that rebind a DNS name to 127.0.0.1."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeError logs err with its cause and answers it as JSON. Only the
+// *httperr.Error's public fields reach the client.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := httperr.As(err)
+	if e.Status >= 500 || e.Err != nil {
+		fields := []zap.Field{
+			zap.Int("status", e.Status),
+			zap.String("error", e.Code),
+			zap.String("request_id", requestIDFrom(r)),
+		}
+		if e.Err != nil {
+			fields = append(fields, zap.String("cause", e.Err.Error()))
+		}
+		if len(e.AADCodes) > 0 {
+			fields = append(fields, zap.Ints("aad_error_codes", e.AADCodes))
+		}
+		if e.CorrelationID != "" {
+			fields = append(fields, zap.String("correlation_id", e.CorrelationID))
+		}
+		level := zapcore.WarnLevel
+		var unknown *httperr.Error
+		if !errors.As(err, &unknown) {
+			level = zapcore.ErrorLevel
+		}
+		if ce := s.log.Check(level, "request failed"); ce != nil {
+			ce.Write(fields...)
+		}
+	}
+	httperr.Write(w, e)
+}
+
+// zapErrorLog adapts zap to promhttp's error logger.
+type zapErrorLog struct{ l *zap.Logger }
+
+func (z zapErrorLog) Println(v ...any) { z.l.Error("metrics", zap.String("error", fmt.Sprint(v...))) }
+
+func contextWithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// requestIDFrom returns the request's ID, or "" outside the middleware.
+func requestIDFrom(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return id
+}

@@ -1,0 +1,76 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/entrabroker/broker/internal/azure"
+)
+
+// healthz answers 200 while the process serves HTTP.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readiness is the /readyz body.
+type readiness struct {
+	Ready   bool          `json:"ready"`
+	Scopes  []scopeStatus `json:"scopes"`
+	Missing []string      `json:"missing,omitempty"`
+}
+
+type scopeStatus struct {
+	Scope       string `json:"scope"`
+	Ready       bool   `json:"ready"`
+	ExpiresOn   int64  `json:"expires_on,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Description string `json:"error_description,omitempty"`
+	Hint        string `json:"hint,omitempty"`
+	AADCodes    []int  `json:"aad_error_codes,omitempty"`
+	NextAttempt string `json:"next_attempt,omitempty"`
+}
+
+// readyz answers 200 only when every prefetch scope holds a servable token;
+// the body says, per scope, whether it is ready and why not.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	id := &s.opts.Identities[0]
+	body := readiness{Ready: true, Scopes: []scopeStatus{}}
+	for _, scope := range s.opts.PrefetchScopes {
+		st := s.opts.Cache.Status(id.Key(scope))
+		ss := scopeStatus{Scope: scope, Ready: st.Servable}
+		if st.Servable {
+			ss.ExpiresOn = st.ExpiresOn.Unix()
+		} else {
+			body.Ready = false
+			body.Missing = append(body.Missing, scope)
+			var ae *azure.Error
+			switch {
+			case errors.As(st.Err, &ae):
+				ss.Error = orDefault(ae.Code, "entra_error")
+				ss.Description = ae.Description
+				ss.Hint = ae.Hint
+				ss.AADCodes = ae.AADCodes
+			case st.Err != nil:
+				ss.Error = "token_unavailable"
+				ss.Description = "The token could not be fetched yet."
+			default:
+				ss.Error = "pending"
+				ss.Description = "The first fetch has not finished yet."
+			}
+			if !st.NextAttempt.IsZero() {
+				ss.NextAttempt = st.NextAttempt.UTC().Format(time.RFC3339)
+			}
+		}
+		body.Scopes = append(body.Scopes, ss)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !body.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}

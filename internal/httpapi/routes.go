@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/entrabroker/broker/internal/httperr"
+)
+
+// apiRoutes is the API listener. Middleware, outermost first:
+//   - recoverer: a panic becomes a 500 JSON answer and an error log line;
+//   - requestID: every request gets an ID (X-Request-Id), echoed and logged;
+//   - observe: access log and HTTP metrics, by route pattern (never the raw
+//     path or query, which may carry secrets);
+//   - guard: refuses forwarded requests and Host names other than loopback
+//     or the listen host (DNS rebinding).
+func (s *server) apiRoutes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverer, requestID, s.observe("api"), s.guard)
+	r.NotFound(s.notFound)
+	r.MethodNotAllowed(s.methodNotAllowed)
+
+	r.Get("/token", s.handle(s.token))
+	r.Get("/msi/token", s.handle(s.msiToken))
+	r.Get("/msi/token/", s.handle(s.msiToken))
+	r.Get("/metadata/identity/oauth2/token", s.handle(s.imdsToken))
+	r.Get("/metadata/identity/oauth2/token/", s.handle(s.imdsToken))
+	if s.opts.Proxy != nil {
+		r.Handle("/proxy/*", s.opts.Proxy)
+	}
+	return r
+}
+
+// opsRoutes is the ops listener: metrics and health. It has no Host guard:
+// Prometheus and the kubelet reach it by pod IP.
+func (s *server) opsRoutes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverer, requestID, s.observe("ops"))
+	r.NotFound(s.notFound)
+	r.MethodNotAllowed(s.methodNotAllowed)
+
+	if s.opts.Gatherer != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:          zapErrorLog{s.log},
+			EnableOpenMetrics: true,
+		}))
+	}
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	return r
+}
+
+// handle adapts a handler that returns an error: the error is logged with its
+// cause and answered as JSON by httperr.
+func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, httperr.New(http.StatusNotFound, "not_found",
+		"There is no such endpoint.",
+		"The broker serves GET /token, GET /msi/token, GET /metadata/identity/oauth2/token and /proxy/{route}/…; metrics and health are on the ops listener."))
+}
+
+func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, httperr.New(http.StatusMethodNotAllowed, "method_not_allowed",
+		"This endpoint does not accept that HTTP method.",
+		"Token endpoints take GET requests."))
+}

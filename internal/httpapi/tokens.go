@@ -1,0 +1,431 @@
+package httpapi
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/entrabroker/broker/internal/azure"
+	"github.com/entrabroker/broker/internal/cache"
+	"github.com/entrabroker/broker/internal/httperr"
+)
+
+// Protocol versions of the managed-identity endpoints.
+const (
+	appServiceAPIVersion = "2019-08-01"
+	imdsAPIVersion       = "2018-02-01"
+)
+
+// staleHeader marks a token served while its refresh is failing.
+const staleHeader = "X-Broker-Token-Stale"
+
+// served is a token the cache handed out, with what the answer needs.
+type served struct {
+	cache.Result
+	identity *Identity
+}
+
+// serve resolves scope for the identity selected by clientID and gets its
+// token from the cache. Errors are *httperr.Error, with the result to count.
+func (s *server) serve(r *http.Request, id *Identity, scope string) (served, result, error) {
+	if !id.allows(scope) {
+		return served{}, resultForbidden, &httperr.Error{
+			Status:      http.StatusForbidden,
+			Code:        "scope_not_allowed",
+			Description: "The broker is configured not to serve tokens for " + scope + ".",
+			Hint:        "Ask for one of the allowed scopes (" + strings.Join(id.AllowedScopes, ", ") + "), or add this one to BROKER_ALLOWED_SCOPES.",
+		}
+	}
+	res, err := s.opts.Cache.Get(r.Context(), id.Key(scope))
+	if err != nil {
+		e, rs := tokenError(err, res.NextAttempt, s.now())
+		return served{}, rs, e
+	}
+	rs := resultSuccess
+	if res.Stale {
+		rs = resultStale
+	}
+	return served{Result: res, identity: id}, rs, nil
+}
+
+// tokenError maps a cache failure to the answer: a permanent Entra refusal is
+// 502 with Entra's codes and the hint; anything transient is 503 with
+// Retry-After from the cache's next attempt.
+func tokenError(err error, nextAttempt, now time.Time) (*httperr.Error, result) {
+	var ce *cache.Error
+	if errors.As(err, &ce) && !ce.NextAttempt.IsZero() {
+		nextAttempt = ce.NextAttempt
+	}
+	retryAfter := time.Second
+	if !nextAttempt.IsZero() {
+		if d := nextAttempt.Sub(now); d > retryAfter {
+			retryAfter = d
+		}
+	}
+	var ae *azure.Error
+	if errors.As(err, &ae) {
+		if ae.Transient {
+			desc := "Entra ID could not be reached or asked the broker to slow down, and no valid token is cached."
+			if ae.StatusCode == http.StatusTooManyRequests {
+				desc = "Entra ID is throttling token requests, and no valid token is cached."
+			}
+			return &httperr.Error{
+				Status:        http.StatusServiceUnavailable,
+				Code:          "entra_unavailable",
+				Description:   desc,
+				Hint:          orDefault(ae.Hint, "The broker retries by itself; try again after the Retry-After delay."),
+				AADCodes:      ae.AADCodes,
+				CorrelationID: ae.CorrelationID,
+				RetryAfter:    retryAfter,
+				Err:           err,
+			}, resultUnavailable
+		}
+		code := ae.Code
+		if code == "" {
+			code = "entra_error"
+		}
+		desc := ae.Description
+		if desc == "" {
+			desc = "Entra ID refused the token request."
+		}
+		return &httperr.Error{
+			Status:        http.StatusBadGateway,
+			Code:          code,
+			Description:   desc,
+			Hint:          ae.Hint,
+			AADCodes:      ae.AADCodes,
+			CorrelationID: ae.CorrelationID,
+			Err:           err,
+		}, resultEntraError
+	}
+	if errors.Is(err, cache.ErrClosed) {
+		return &httperr.Error{
+			Status:      http.StatusServiceUnavailable,
+			Code:        "shutting_down",
+			Description: "The broker is shutting down.",
+			Hint:        "Retry in a moment; another broker instance or a restart will answer.",
+			RetryAfter:  time.Second,
+			Err:         err,
+		}, resultUnavailable
+	}
+	return &httperr.Error{
+		Status:      http.StatusServiceUnavailable,
+		Code:        "token_unavailable",
+		Description: "The broker could not get a token in time.",
+		Hint:        "Try again after the Retry-After delay; the broker's log has the cause.",
+		RetryAfter:  retryAfter,
+		Err:         err,
+	}, resultUnavailable
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// scopeParam reads the scope of a /token request from scope= or resource=.
+func scopeParam(q url.Values) (string, error) {
+	scope, resource := q.Get("scope"), q.Get("resource")
+	switch {
+	case scope != "" && resource != "":
+		return "", badRequest("ambiguous_scope", "The request names both scope and resource.", "Send one of them: scope=https://api.loganalytics.io/.default or resource=https://api.loganalytics.io.")
+	case scope != "":
+		return normalize(azure.NormalizeScope(scope))
+	case resource != "":
+		return normalize(azure.ScopeForResource(resource))
+	default:
+		return "", badRequest("missing_scope", "The request names no scope.", "Add scope=<resource>/.default or resource=<resource>, e.g. resource=https://api.loganalytics.io.")
+	}
+}
+
+// normalize turns a local scope-normalization failure into a 400 answer.
+func normalize(scope string, err error) (string, error) {
+	if err == nil {
+		return scope, nil
+	}
+	var ae *azure.Error
+	if errors.As(err, &ae) {
+		return "", &httperr.Error{
+			Status:      http.StatusBadRequest,
+			Code:        "invalid_scope",
+			Description: orDefault(ae.Description, "The scope is not valid."),
+			Hint:        ae.Hint,
+			AADCodes:    ae.AADCodes,
+		}
+	}
+	return "", badRequest("invalid_scope", "The scope is not valid.", "Use <resource>/.default, e.g. https://api.loganalytics.io/.default.")
+}
+
+func badRequest(code, desc, hint string) *httperr.Error {
+	return httperr.New(http.StatusBadRequest, code, desc, hint)
+}
+
+// token serves GET /token.
+func (s *server) token(w http.ResponseWriter, r *http.Request) error {
+	if !strings.EqualFold(r.Header.Get("Metadata"), "true") {
+		s.metrics.token(endpointToken, resultBadRequest)
+		return badRequest("metadata_header_required", "The request lacks the header Metadata: true.",
+			"Send -H 'Metadata: true'. It proves the request was made on purpose and not forged by a web page or a redirect (the same guard as Azure's IMDS).")
+	}
+	q := r.URL.Query()
+	scope, err := scopeParam(q)
+	if err != nil {
+		s.metrics.token(endpointToken, resultBadRequest)
+		return err
+	}
+	id := s.identity(q.Get("client_id"))
+	if id == nil {
+		s.metrics.token(endpointToken, resultNotFound)
+		return identityNotFound(q.Get("client_id"))
+	}
+	t, rs, err := s.serve(r, id, scope)
+	s.metrics.token(endpointToken, rs)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	b := make([]byte, 0, 256+len(t.Token.AccessToken))
+	b = append(b, `{"access_token":`...)
+	b = appendJSONString(b, t.Token.AccessToken)
+	b = append(b, `,"token_type":"Bearer","expires_in":`...)
+	b = strconv.AppendInt(b, secondsLeft(t.Token.ExpiresOn, now), 10)
+	b = append(b, `,"expires_on":`...)
+	b = strconv.AppendInt(b, t.Token.ExpiresOn.Unix(), 10)
+	b = append(b, `,"scope":`...)
+	b = appendJSONString(b, scope)
+	b = append(b, "}\n"...)
+	writeToken(w, t, b)
+	return nil
+}
+
+// msiToken serves GET /msi/token, the App Service managed-identity protocol
+// (api-version 2019-08-01) that the Azure SDKs speak when IDENTITY_ENDPOINT
+// and IDENTITY_HEADER are set.
+func (s *server) msiToken(w http.ResponseWriter, r *http.Request) error {
+	fail := func(rs result, e *httperr.Error) error {
+		s.metrics.token(endpointMSI, rs)
+		e.Message = e.Description + " " + e.Hint
+		return e
+	}
+	if s.opts.IdentityHeader == "" {
+		return fail(resultUnauthorized, &httperr.Error{
+			Status:      http.StatusForbidden,
+			Code:        "msi_not_configured",
+			Description: "The managed-identity endpoint /msi/token is off because BROKER_IDENTITY_HEADER is not set.",
+			Hint:        "Set BROKER_IDENTITY_HEADER on the broker to a random secret, and IDENTITY_HEADER to the same value in the app's environment.",
+		})
+	}
+	got := r.Header.Get("X-Identity-Header")
+	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.IdentityHeader)) != 1 {
+		desc := "The request's X-IDENTITY-HEADER does not match BROKER_IDENTITY_HEADER."
+		if got == "" {
+			desc = "The request lacks the X-IDENTITY-HEADER header."
+		}
+		return fail(resultUnauthorized, &httperr.Error{
+			Status:      http.StatusUnauthorized,
+			Code:        "invalid_identity_header",
+			Description: desc,
+			Hint:        "Set IDENTITY_HEADER in the app's environment to the broker's BROKER_IDENTITY_HEADER value (the Azure SDKs send it as X-IDENTITY-HEADER).",
+		})
+	}
+	q := r.URL.Query()
+	if v := q.Get("api-version"); v != appServiceAPIVersion {
+		return fail(resultBadRequest, badRequest("invalid_request",
+			"The api-version parameter must be "+appServiceAPIVersion+".",
+			"The broker speaks the App Service managed-identity protocol of "+appServiceAPIVersion+"; set IDENTITY_ENDPOINT to http://127.0.0.1:8400/msi/token and use a current Azure SDK."))
+	}
+	return s.managedIdentity(w, r, q, endpointMSI, fail)
+}
+
+// imdsToken serves GET /metadata/identity/oauth2/token, the IMDS protocol
+// (api-version 2018-02-01). A request without Metadata: true is answered at
+// once, as IMDS does: the Azure SDKs probe with such a request and expect a
+// fast 400.
+func (s *server) imdsToken(w http.ResponseWriter, r *http.Request) error {
+	fail := func(rs result, e *httperr.Error) error {
+		s.metrics.token(endpointIMDS, rs)
+		e.Message = e.Description + " " + e.Hint
+		return e
+	}
+	if !strings.EqualFold(r.Header.Get("Metadata"), "true") {
+		s.metrics.token(endpointIMDS, resultBadRequest)
+		return httperr.New(http.StatusBadRequest, "invalid_request", "Required metadata header not specified", "")
+	}
+	q := r.URL.Query()
+	if v := q.Get("api-version"); v == "" {
+		return fail(resultBadRequest, badRequest("invalid_request",
+			"Required query variable 'api-version' is missing",
+			"Add api-version="+imdsAPIVersion+"."))
+	} else if !validAPIVersion(v) {
+		return fail(resultBadRequest, badRequest("invalid_request",
+			"The api-version parameter is not a date like "+imdsAPIVersion+".",
+			"Use api-version="+imdsAPIVersion+"."))
+	}
+	return s.managedIdentity(w, r, q, endpointIMDS, fail)
+}
+
+// validAPIVersion accepts yyyy-mm-dd from 2018-02-01 on.
+func validAPIVersion(v string) bool {
+	if len(v) != len(imdsAPIVersion) || v[4] != '-' || v[7] != '-' {
+		return false
+	}
+	if _, err := time.Parse("2006-01-02", v); err != nil {
+		return false
+	}
+	return v >= imdsAPIVersion
+}
+
+// identitySelectors are the query parameters the SDKs use to pick a
+// user-assigned identity; they are one selector under different names.
+var identitySelectors = []string{"client_id", "object_id", "principal_id", "mi_res_id", "msi_res_id"}
+
+// managedIdentity is the part the two managed-identity protocols share: the
+// resource, the identity selector, the token and the body with every number
+// as a string of an integer.
+func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q url.Values, endpoint int, fail func(result, *httperr.Error) error) error {
+	resource := q.Get("resource")
+	if resource == "" {
+		return fail(resultBadRequest, badRequest("invalid_request", "The resource parameter is missing.",
+			"Ask for a resource such as resource=https://vault.azure.net (the SDKs derive it from the scope)."))
+	}
+	scope, err := normalize(azure.ScopeForResource(resource))
+	if err != nil {
+		e := httperr.As(err)
+		return fail(resultBadRequest, e)
+	}
+	id, err := s.selectIdentity(q)
+	if err != nil {
+		return fail(resultNotFound, httperr.As(err))
+	}
+	t, rs, err := s.serve(r, id, scope)
+	if err != nil {
+		s.metrics.token(endpoint, rs)
+		var e *httperr.Error
+		if errors.As(err, &e) {
+			e.Message = e.Description + " " + e.Hint
+		}
+		return err
+	}
+	s.metrics.token(endpoint, rs)
+	now := s.now()
+	left := secondsLeft(t.Token.ExpiresOn, now)
+	b := make([]byte, 0, 320+len(t.Token.AccessToken))
+	b = append(b, `{"access_token":`...)
+	b = appendJSONString(b, t.Token.AccessToken)
+	b = append(b, `,"client_id":`...)
+	b = appendJSONString(b, id.ClientID)
+	b = appendQuotedInt(append(b, `,"expires_in":`...), left)
+	b = appendQuotedInt(append(b, `,"expires_on":`...), t.Token.ExpiresOn.Unix())
+	if endpoint == endpointIMDS {
+		b = appendQuotedInt(append(b, `,"ext_expires_in":`...), left)
+		b = appendQuotedInt(append(b, `,"not_before":`...), t.Token.IssuedAt.Unix())
+	}
+	b = append(b, `,"resource":`...)
+	b = appendJSONString(b, resource)
+	b = append(b, `,"token_type":"Bearer"}`+"\n"...)
+	writeToken(w, t, b)
+	return nil
+}
+
+// selectIdentity applies the managed-identity selector, if any. More than
+// one selector, or one that matches no identity, is 400 "identity not found"
+// (never 404 or 410, which the JavaScript SDK retries for seconds).
+func (s *server) selectIdentity(q url.Values) (*Identity, error) {
+	var name, value string
+	for _, k := range identitySelectors {
+		if v := q.Get(k); v != "" {
+			if name != "" {
+				return nil, badRequest("invalid_request",
+					"The request names more than one identity ("+name+" and "+k+").",
+					"Send at most one of client_id, object_id, principal_id, mi_res_id, msi_res_id.")
+			}
+			name, value = k, v
+		}
+	}
+	switch name {
+	case "":
+		return &s.opts.Identities[0], nil
+	case "client_id":
+		if id := s.identity(value); id != nil {
+			return id, nil
+		}
+	}
+	return nil, identityNotFound(value)
+}
+
+func identityNotFound(value string) *httperr.Error {
+	if len(value) > 128 {
+		value = value[:128]
+	}
+	return badRequest("identity_not_found",
+		"No identity held by the broker matches "+strconv.Quote(value)+".",
+		"Select an identity by its Application (client) ID, or send no selector to use the broker's default identity. In the app's environment, leave AZURE_CLIENT_ID unset or set it to an ID the broker holds: DefaultAzureCredential forwards it as client_id.")
+}
+
+// writeToken sends a token body with the headers every token answer has.
+func writeToken(w http.ResponseWriter, t served, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["Pragma"] = noCache
+	if t.Stale {
+		h[staleHeader] = trueValue
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// Header values shared by every answer, so the hot path does not allocate them.
+var (
+	jsonContentType = []string{"application/json; charset=utf-8"}
+	noStore         = []string{"no-store"}
+	noCache         = []string{"no-cache"}
+	trueValue       = []string{"true"}
+)
+
+// secondsLeft is the whole seconds from now until t, at least 0.
+func secondsLeft(t, now time.Time) int64 {
+	d := t.Sub(now) / time.Second
+	if d < 0 {
+		return 0
+	}
+	return int64(d)
+}
+
+func appendQuotedInt(b []byte, n int64) []byte {
+	b = append(b, '"')
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, '"')
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < 0x7f {
+			continue
+		}
+		if c >= 0x80 {
+			continue // UTF-8 passes through; scopes are validated ASCII anyway
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
