@@ -190,4 +190,3 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	<-errc
 	return err
 }
-
