@@ -166,7 +166,7 @@ func normalizeResource(r, shown string) (string, error) {
 	if u.Host == "" || strings.HasPrefix(u.Host, ":") {
 		return "", invalid()
 	}
-	if (scheme == "https" || scheme == "http") && !validHost(u.Hostname()) {
+	if !validHost(u.Hostname()) || !validPort(u.Port()) || strings.Contains(u.Host, "%") {
 		return "", invalid()
 	}
 	base := scheme + "://" + strings.ToLower(u.Host)
@@ -211,6 +211,19 @@ func isGUID(s string) bool {
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// validPort reports whether p is empty or a decimal port number.
+func validPort(p string) bool {
+	if len(p) > 5 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // validHost reports whether h is a DNS name or an IP literal as url.Hostname
