@@ -13,9 +13,9 @@ type errorBody struct {
 // apiError is the OneAPI error object. The field order follows the recorded
 // bodies: message, code, correlationId, innererror.
 type apiError struct {
-	Message       string      `json:"message,omitempty"`
-	Code          string      `json:"code"`
-	CorrelationID *string     `json:"correlationId,omitempty"`
+	Message       string          `json:"message,omitempty"`
+	Code          string          `json:"code"`
+	CorrelationID *string         `json:"correlationId,omitempty"`
 	InnerError    *innerError     `json:"innererror,omitempty"`
 	Details       []partialDetail `json:"details,omitempty"`
 }

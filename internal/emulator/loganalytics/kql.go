@@ -79,9 +79,39 @@ type evalResult struct {
 func evaluate(query string, catalog map[string]*table, now time.Time) (evalResult, error) {
 	p, err := parse(query, now)
 	if err != nil {
+		if se := unknownTableError(query, catalog); se != nil {
+			return evalResult{}, se
+		}
 		return evalResult{}, err
 	}
 	return p.run(catalog)
+}
+
+// unknownTableError returns the semantic error for a query that starts with
+// an unknown table followed by an operator, even when the evaluator cannot
+// parse that operator: the service resolves names before it runs anything,
+// so "AppInsights | where x" is a SEM0100, not a syntax error.
+func unknownTableError(query string, catalog map[string]*table) *queryError {
+	toks, err := lex(query)
+	if err != nil && len(toks) == 0 {
+		// lex stops at the first bad token; re-lex token by token.
+		l := &lexer{src: query, line: 1}
+		for len(toks) < 3 {
+			t, err := l.next()
+			if err != nil || t.kind == tEOF {
+				break
+			}
+			toks = append(toks, t)
+		}
+	}
+	if len(toks) < 3 || toks[0].kind != tIdent || toks[0].str == "print" || isKeyword(toks[0].str) ||
+		toks[1].kind != tPipe || toks[2].kind != tIdent {
+		return nil
+	}
+	if _, ok := catalog[toks[0].str]; ok {
+		return nil
+	}
+	return semanticError(fmt.Sprintf("'%s' operator: Failed to resolve table or column expression named '%s'", toks[2].str, toks[0].str))
 }
 
 // ---- lexer ----

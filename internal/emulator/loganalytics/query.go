@@ -33,7 +33,9 @@ type answer struct {
 	body   any
 }
 
-func failureAnswer(f *failure) answer { return answer{status: f.status, header: f.header, body: f.body} }
+func failureAnswer(f *failure) answer {
+	return answer{status: f.status, header: f.header, body: f.body}
+}
 
 // queryResponse is the success body (reference §5.4).
 type queryResponse struct {

@@ -1,6 +1,7 @@
 package loganalytics
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"net/http"
@@ -53,13 +54,25 @@ func (s *Service) writeJSON(w http.ResponseWriter, r *http.Request, status int, 
 		w.WriteHeader(status)
 		return
 	}
-	body, err := json.Marshal(v)
+	body, err := marshal(v)
 	if err != nil { // only our own types are marshalled; cannot happen
 		s.log.Error("marshal answer", zap.Error(err))
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
 	s.writeBody(w, r, status, body)
+}
+
+// marshal encodes v as compact JSON without HTML escaping ('<' stays '<'),
+// as the service writes it.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // writeBody writes an already-encoded JSON body.
