@@ -101,7 +101,7 @@ func newTestService(t *testing.T) (*Service, *clock) {
 // req is a request to send in a test.
 type req struct {
 	method, path, body, token string
-	header                   map[string]string
+	header                    map[string]string
 }
 
 // do sends r to h through a recorder and returns the response with its body
