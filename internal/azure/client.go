@@ -58,7 +58,7 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one debug line per token request, never a token or a
-	// secret; nil means no logging.
+	// secret; nil means no logging. The caller names it (e.g. Named("azure")).
 	Logger *zap.Logger
 }
 
@@ -127,7 +127,6 @@ func New(cfg Config) (*Client, error) {
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}
-	c.log = c.log.Named("azure")
 	return c, nil
 }
 
@@ -314,10 +313,12 @@ func explainNetwork(ctx context.Context, e *Error, err error) {
 		e.Transient = false
 		e.Description = "the authority host's TLS certificate is not trusted"
 		e.Hint = hintTLS
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// net/http turns a tls.RecordHeaderError that looks like HTTP into
+		// a plain error with this text.
 		e.Transient = false
 		e.Description = "the authority host did not answer TLS (is it plain HTTP?)"
-		e.Hint = "The authority host does not speak TLS on that port. Check AZURE_AUTHORITY_HOST (its scheme and port)."
+		e.Hint = hintNoTLS
 	case errors.As(err, &dnsErr):
 		e.Description = "cannot resolve the authority host"
 		e.Hint = hintDNS

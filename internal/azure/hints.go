@@ -65,6 +65,8 @@ const (
 		"Check egress rules, firewalls and proxy settings (HTTPS_PROXY/NO_PROXY)."
 	hintTLS = "The authority host's TLS certificate is not trusted. If a proxy inspects TLS, add its CA with SSL_CERT_FILE or SSL_CERT_DIR; " +
 		"otherwise check AZURE_AUTHORITY_HOST."
+	hintNoTLS = "The authority host does not speak TLS on that port. Check AZURE_AUTHORITY_HOST (its scheme and port); " +
+		"plain http is allowed for localhost only."
 	hintMalformed = "The answer was not an Entra ID token response. Something else (a proxy, a captive portal, a wrong AZURE_AUTHORITY_HOST) " +
 		"may have answered; the broker retries."
 	hintTooLarge = "The answer was larger than any token response. Something else (a proxy, a wrong AZURE_AUTHORITY_HOST) may have answered."
