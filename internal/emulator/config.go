@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,9 +83,19 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root) // it decoded above, so it parses
+	ps := c.problems()
+	lines := make([]int, len(ps))
+	for i, p := range ps {
+		lines[i] = lineOf(&root, p.path)
+	}
+	order := make([]int, len(ps))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return lines[a] - lines[b] })
 	var errs []error
-	for _, p := range c.problems() {
-		errs = append(errs, fmt.Errorf("%s:%d: %s", name, lineOf(&root, p.path), p))
+	for _, i := range order {
+		errs = append(errs, fmt.Errorf("%s:%d: %s", name, lines[i], ps[i]))
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
@@ -94,68 +106,61 @@ func ParseConfig(data []byte, name string) (Config, error) {
 // problems checks every registration and how they refer to each other.
 func (c Config) problems() []problem {
 	var ps []problem
-	at := func(prefix []any, p problem) problem {
-		return problem{append(append([]any{}, prefix...), p.path...), p.msg}
+	add := func(prefix []any, p problem) {
+		ps = append(ps, problem{append(slices.Clone(prefix), p.path...), p.msg})
 	}
 	if c.TokenLifetime < 0 {
-		ps = append(ps, problem{[]any{"token_lifetime"}, fmt.Sprintf("%s is negative", c.TokenLifetime)})
+		add(nil, problem{[]any{"token_lifetime"}, fmt.Sprintf("%s is negative", c.TokenLifetime)})
 	}
-	tenants, domains, apps, uris := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	// Where each ID, domain and URI was first registered, by lower case.
+	tenants, domains, apps, uris := map[string]string{}, map[string]string{}, map[string]string{}, map[string]string{}
 	if c.Demo {
-		tenants[DemoTenantID] = true
-		domains[DemoTenantDomain] = true
-		apps[DemoClientID] = true
+		const demo = "demo: true"
+		tenants[DemoTenantID], domains[DemoTenantDomain], apps[DemoClientID] = demo, demo, demo
 		for _, d := range DemoResources {
-			uris[strings.ToLower(d.URI)], uris[strings.ToLower(d.URI)+"/"] = true, true
+			uris[strings.ToLower(d.URI)], uris[strings.ToLower(d.URI)+"/"] = demo, demo
 		}
+	}
+	// once records key in seen, or reports that it is there already.
+	once := func(seen map[string]string, prefix []any, path []any, key string) {
+		at := pathString(append(slices.Clone(prefix), path...))
+		if first, ok := seen[strings.ToLower(key)]; ok {
+			add(prefix, problem{path, fmt.Sprintf("%s is registered twice (first by %s)", key, first)})
+			return
+		}
+		seen[strings.ToLower(key)] = at
 	}
 	for i, t := range c.Tenants {
 		prefix := []any{"tenants", i}
 		for _, p := range t.problems() {
-			ps = append(ps, at(prefix, p))
+			add(prefix, p)
 		}
-		if id := strings.ToLower(t.ID); tenants[id] {
-			ps = append(ps, at(prefix, problem{[]any{"id"}, fmt.Sprintf("%s is registered twice", t.ID)}))
-		} else {
-			tenants[id] = true
-		}
+		once(tenants, prefix, []any{"id"}, t.ID)
 		for j, d := range t.Domains {
-			if k := strings.ToLower(d); domains[k] {
-				ps = append(ps, at(prefix, problem{[]any{"domains", j}, fmt.Sprintf("%s is registered twice", d)}))
-			} else {
-				domains[k] = true
-			}
+			once(domains, prefix, []any{"domains", j}, d)
 		}
 	}
 	for i, a := range c.Apps {
 		prefix := []any{"apps", i}
 		for _, p := range a.problems() {
-			ps = append(ps, at(prefix, p))
+			add(prefix, p)
 		}
-		if isGUID(a.TenantID) && !tenants[strings.ToLower(a.TenantID)] {
-			ps = append(ps, at(prefix, problem{[]any{"tenant"}, fmt.Sprintf("%s is not a tenant of this file", a.TenantID)}))
+		if _, ok := tenants[strings.ToLower(a.TenantID)]; isGUID(a.TenantID) && !ok {
+			add(prefix, problem{[]any{"tenant"}, fmt.Sprintf("%s is not a tenant of this file", a.TenantID)})
 		}
-		if id := strings.ToLower(a.ClientID); apps[id] {
-			ps = append(ps, at(prefix, problem{[]any{"client_id"}, fmt.Sprintf("%s is registered twice", a.ClientID)}))
-		} else {
-			apps[id] = true
-		}
+		once(apps, prefix, []any{"client_id"}, a.ClientID)
 	}
 	for i, r := range c.Resources {
 		prefix := []any{"resources", i}
 		for _, p := range r.problems() {
-			ps = append(ps, at(prefix, p))
+			add(prefix, p)
 		}
 		for j, u := range r.URIs {
-			if k := strings.ToLower(u); uris[k] {
-				ps = append(ps, at(prefix, problem{[]any{"uris", j}, fmt.Sprintf("%s is registered twice", u)}))
-			} else {
-				uris[k] = true
-			}
+			once(uris, prefix, []any{"uris", j}, u)
 		}
-		for id := range r.Roles {
-			if isGUID(id) && !apps[strings.ToLower(id)] {
-				ps = append(ps, at(prefix, problem{[]any{"roles", id}, fmt.Sprintf("%s is not an app of this file", id)}))
+		for _, id := range slices.Sorted(maps.Keys(r.Roles)) {
+			if _, ok := apps[strings.ToLower(id)]; isGUID(id) && !ok {
+				add(prefix, problem{[]any{"roles", id}, "no app of this file has this client ID"})
 			}
 		}
 	}
