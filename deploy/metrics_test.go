@@ -451,7 +451,8 @@ func TestDashboardShape(t *testing.T) {
 
 // checkScrape checks a /metrics scrape in the Prometheus text format against
 // the contract: every metric with presence "always" appears with its type and
-// exactly its labels; a "conditional" one, when it appears, too.
+// exactly its labels; a "conditional" one, when it appears, too; and every
+// broker_ metric in the scrape is in the contract (so it is documented).
 func checkScrape(t reporter, scrape io.Reader, contract map[string]metricSpec) {
 	t.Helper()
 	parser := expfmt.NewTextParser(model.LegacyValidation)
@@ -459,6 +460,11 @@ func checkScrape(t reporter, scrape io.Reader, contract map[string]metricSpec) {
 	if err != nil {
 		t.Errorf("parse scrape: %v", err)
 		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(families)) {
+		if _, ok := contract[name]; !ok && strings.HasPrefix(name, "broker_") {
+			t.Errorf("%s is exported but not in testdata/metrics.txt", name)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(contract)) {
 		spec := contract[name]
@@ -542,10 +548,11 @@ func TestCheckScrape(t *testing.T) {
 	if len(rec.errors) > 0 {
 		t.Errorf("checkScrape(good) reported %q, want nothing", rec.errors)
 	}
-	bad := "# TYPE a_total gauge\na_total{y=\"1\"} 3\n# TYPE c gauge\nc 1\n# TYPE up gauge\nup 1\n"
+	bad := "# TYPE a_total gauge\na_total{y=\"1\"} 3\n# TYPE c gauge\nc 1\n# TYPE up gauge\nup 1\n# TYPE broker_new_total counter\nbroker_new_total 1\n"
 	rec = &recorder{}
 	checkScrape(rec, strings.NewReader(bad), contract)
 	want := []string{
+		"broker_new_total is exported but not in testdata/metrics.txt",
 		"a_total has type gauge, want counter",
 		`a_total has labels ["y"], want ["x"]`,
 		"b is missing from the scrape",
