@@ -29,7 +29,10 @@ type Error struct {
 	Description string
 	// AADCodes are Entra's error_codes, e.g. [7000215].
 	AADCodes []int
-	// CorrelationID and TraceID identify the request at Entra.
+	// CorrelationID and TraceID identify the request at Entra. When Entra
+	// sent no correlation_id (or did not answer), CorrelationID is the
+	// client-request-id the broker sent, which Entra records as the
+	// correlation ID of any request that reached it.
 	CorrelationID string
 	TraceID       string
 	// Transient reports a failure worth retrying: network, timeout, 5xx, 429.

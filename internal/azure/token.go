@@ -12,7 +12,9 @@ import (
 type Token struct {
 	// AccessToken is the bearer token. It is a secret: never log it.
 	AccessToken string
-	// IssuedAt is when the broker received the token (local clock).
+	// IssuedAt is when the broker sent the request that got the token
+	// (local clock), so that ExpiresOn errs early by the round trip, never
+	// late.
 	IssuedAt time.Time
 	// ExpiresOn is IssuedAt + expires_in.
 	ExpiresOn time.Time
