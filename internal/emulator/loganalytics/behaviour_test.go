@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -637,4 +638,36 @@ func TestRecords(t *testing.T) {
 	if r.Header.Get("Cookie") != "a=b" {
 		t.Errorf("record Cookie = %q, want a=b", r.Header.Get("Cookie"))
 	}
+}
+
+// FuzzServe sends arbitrary queries, timespans, Prefer values and batch
+// bodies through the whole handler: every answer is a JSON body (or the
+// documented empty 200) and nothing panics.
+func FuzzServe(f *testing.F) {
+	f.Add("print 1", "PT1H", "wait=30", `{"requests":[{"id":"1","workspace":"w","path":"/query"}]}`)
+	f.Add("Heartbeat | take 2", "2024-05-01/2024-05-02", "include-statistics=true", `{"requests":[]}`)
+	f.Add("Nope | where", "P", "wait=x", `{`)
+	f.Fuzz(func(t *testing.T, query, timespan, prefer, batch string) {
+		s, _ := newTestService(t)
+		body, err := json.Marshal(map[string]string{"query": query, "timespan": timespan})
+		if err != nil {
+			t.Skip()
+		}
+		for _, r := range []req{
+			{path: wsPath(testWorkspace, "query") + "?query=" + url.QueryEscape(query) + "&timespan=" + url.QueryEscape(timespan), token: tokGood, header: map[string]string{"Prefer": prefer}},
+			{method: "POST", path: wsPath(testWorkspace, "query"), body: string(body), token: tokGood, header: map[string]string{"Prefer": prefer}},
+			{method: "POST", path: "/v1/$batch", body: batch, token: tokGood},
+		} {
+			if strings.ContainsAny(prefer, "\r\n\x00") {
+				delete(r.header, "Prefer")
+			}
+			res, got := do(t, s, r)
+			if len(got) == 0 && res.StatusCode == http.StatusOK {
+				continue
+			}
+			if !json.Valid(got) {
+				t.Fatalf("%s %s: status %d, body %q is not JSON", r.method, r.path, res.StatusCode, got)
+			}
+		}
+	})
 }
