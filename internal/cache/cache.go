@@ -126,7 +126,9 @@ type Status struct {
 // Only keys used since their last upstream attempt, or passed to Prefetch,
 // are refreshed. An idle key is looked at once more when its token leaves
 // service: refreshed if it was used in between, otherwise dropped (with its
-// per-scope metrics). A refresh never blocks readers.
+// per-scope metrics). While an idle key's refresh is failing it is looked at
+// after every backoff period instead, without an upstream call, so that a
+// use soon leads to an attempt soon. A refresh never blocks readers.
 //
 // Failures. After a transient failure (an *azure.Error with Temporary()
 // true, or any other error) a token still in service keeps being served,
@@ -335,8 +337,10 @@ func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 		c.mu.Unlock()
 		return Result{}, ErrClosed
 	}
-	e := c.entryLocked(key)
-	e.markUsed()
+	e, added := c.entryLocked(key)
+	if !added {
+		e.markUsed()
+	}
 	now := c.clock.Now()
 	s := e.st.Load()
 	if s.servable(now) {
@@ -385,7 +389,7 @@ func (c *Cache) Prefetch(ctx context.Context, keys ...Key) {
 	}
 	now := c.clock.Now()
 	for _, key := range keys {
-		e := c.entryLocked(key)
+		e, _ := c.entryLocked(key)
 		e.prefetch = true
 		s := e.st.Load()
 		switch {
@@ -475,18 +479,19 @@ func (c *Cache) Close() error {
 }
 
 // entryLocked returns key's entry, adding it (and evicting another) when
-// absent.
-func (c *Cache) entryLocked(key Key) *entry {
+// absent. A new entry goes to the front of the LRU list with its touched
+// flag clear: its position already says it is the most recent.
+func (c *Cache) entryLocked(key Key) (e *entry, added bool) {
 	if e, ok := c.lru.Peek(key); ok {
-		return e
+		return e, false
 	}
 	c.makeRoomLocked()
-	e := &entry{key: key, sm: c.acquireScopeLocked(key.Scope)}
+	e = &entry{key: key, sm: c.acquireScopeLocked(key.Scope)}
 	e.st.Store(noState)
 	c.lru.Add(key, e)
 	c.publishLocked(key, e)
 	c.m.entries.Set(float64(c.lru.Len()))
-	return e
+	return e, true
 }
 
 // makeRoomLocked evicts until a key can be added: the oldest key leaves
@@ -661,7 +666,8 @@ func (c *Cache) stopTimerLocked(e *entry) {
 
 // tick runs when a key's refresh, retry or idle check is due: a used or
 // prefetched key is fetched; an idle key is looked at again when its token
-// leaves service, and leaves the cache when it holds none.
+// leaves service (or, while its refresh is failing, after the current
+// backoff), and leaves the cache when it holds no token in service.
 func (c *Cache) tick(e *entry, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -674,9 +680,24 @@ func (c *Cache) tick(e *entry, gen uint64) {
 	switch {
 	case e.prefetch || e.used.Load():
 		c.startLocked(c.ctx, e)
+	case s.servable(now) && s.err != nil:
+		// Stale but idle: no upstream call, but keep the retry cadence, so
+		// that a use soon leads to an attempt soon, and keep NextAttempt
+		// truthful.
+		wait, _ := retryDelay(s.err, e.failures, c.negativeTTL, c.rand())
+		next := minTime(now.Add(wait), s.until)
+		e.st.Store(&state{token: s.token, until: s.until, err: s.err, next: next})
+		c.scheduleLocked(e, next.Sub(now))
 	case s.servable(now):
 		c.scheduleLocked(e, s.until.Sub(now))
 	default:
 		c.lru.Remove(e.key)
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
