@@ -652,9 +652,11 @@ func TestUpstreamFailure(t *testing.T) {
 			wantCode:  504, wantError: "upstream_timeout",
 		},
 		{
-			name:      "deadline",
-			transport: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, fmt.Errorf("dial: %w", context.DeadlineExceeded) }),
-			wantCode:  504, wantError: "upstream_timeout",
+			name: "deadline",
+			transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+				return nil, fmt.Errorf("dial: %w", context.DeadlineExceeded)
+			}),
+			wantCode: 504, wantError: "upstream_timeout",
 		},
 	}
 	for _, tt := range tests {
