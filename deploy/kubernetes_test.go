@@ -644,8 +644,10 @@ func TestCredentials(t *testing.T) {
 					}
 				}
 				checkSecretKey(t, v, keyRef{Name: vol.Secret.SecretName, Key: key})
-				if m := vol.Secret.DefaultMode; m == nil || *m&0o227 != 0 {
-					t.Errorf("Secret volume defaultMode = %v, want read-only and nothing for others (e.g. 0440)", m)
+				if m := vol.Secret.DefaultMode; m == nil {
+					t.Error("Secret volume has no defaultMode, want read-only and nothing for others (e.g. 0440)")
+				} else if *m&0o227 != 0 {
+					t.Errorf("Secret volume defaultMode = %#o, want read-only and nothing for others (e.g. 0440)", *m)
 				}
 			case "AZURE_FEDERATED_TOKEN_FILE":
 				if vol.Projected == nil || len(vol.Projected.Sources) != 1 || vol.Projected.Sources[0].ServiceAccountToken == nil {
