@@ -133,6 +133,19 @@ func (s *server) identity(clientID string) *Identity {
 	return nil
 }
 
+// imdsAddress is the address of Azure's Instance Metadata Service, and
+// imdsPathPrefix the prefix of its routes.
+const (
+	imdsAddress    = "169.254.169.254"
+	imdsPathPrefix = "/metadata/"
+)
+
+// isIMDSHost reports whether the Host header names the IMDS address, with or
+// without port 80.
+func isIMDSHost(hostport string) bool {
+	return hostport == imdsAddress || hostport == imdsAddress+":80"
+}
+
 // hostAllowed is the DNS-rebinding guard: the Host header must name a
 // loopback address, localhost, or the configured listen host.
 func (s *server) hostAllowed(hostport string) bool {

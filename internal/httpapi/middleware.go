@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -63,8 +64,14 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
+				// The recoverer runs outside requestID, so the ID is in
+				// the response header, not in r's context.
+				id := requestIDFrom(r)
+				if id == "" {
+					id = w.Header().Get(requestIDHeader)
+				}
 				s.log.Error("panic in handler", zap.Any("panic", v), zap.Stack("stack"),
-					zap.String("request_id", requestIDFrom(r)))
+					zap.String("request_id", id))
 				httperr.Write(w, httperr.Internal)
 			}
 		}()
@@ -118,7 +125,10 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 // guard refuses requests that came through a forwarding proxy (X-Forwarded-For
 // or Forwarded: a token must not leave the host) and requests whose Host is
 // not loopback, localhost or the listen host (a browser page that rebinds a
-// DNS name to 127.0.0.1 must not read tokens).
+// DNS name to 127.0.0.1 must not read tokens). On the IMDS route the IMDS
+// address 169.254.169.254 passes too: a Go app reaches that route only
+// through a redirect of 169.254.169.254:80 (the Go SDK has no host
+// override), and a rebound DNS name cannot make a browser send that Host.
 func (s *server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" {
@@ -127,7 +137,7 @@ func (s *server) guard(next http.Handler) http.Handler {
 				"Call the broker directly on localhost, not through a proxy or load balancer."))
 			return
 		}
-		if !s.hostAllowed(r.Host) {
+		if !s.hostAllowed(r.Host) && !(isIMDSHost(r.Host) && strings.HasPrefix(r.URL.Path, imdsPathPrefix)) {
 			s.writeError(w, r, httperr.New(http.StatusMisdirectedRequest, "host_not_allowed",
 				"The Host header does not name this broker; it must be localhost, a loopback address or the listen address.",
 				"Call the broker as http://127.0.0.1:<port> or http://localhost:<port>. This guard stops web pages that rebind a DNS name to 127.0.0.1."))

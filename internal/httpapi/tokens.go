@@ -305,12 +305,16 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q url.V
 	}
 	t, rs, err := s.serve(r, id, scope)
 	if err != nil {
-		s.metrics.token(endpoint, rs)
-		var e *httperr.Error
-		if errors.As(err, &e) {
-			e.Message = e.Description + " " + e.Hint
+		e := httperr.As(err)
+		if rs == resultEntraError {
+			// A permanent Entra refusal is 400 here, not /token's 502:
+			// every Azure SDK retries 5xx (Go's IMDS policy for about
+			// 70 s) and a bad secret does not mend itself, while a 400
+			// is not retried and each SDK shows its body to the app
+			// (reference §2.6).
+			e.Status = http.StatusBadRequest
 		}
-		return err
+		return fail(rs, e)
 	}
 	s.metrics.token(endpoint, rs)
 	now := s.now()
