@@ -106,6 +106,9 @@ func (e *Emulator) Describe(w io.Writer, baseURL string) error {
 		fmt.Fprintf(&b, "  AZURE_CLIENT_SECRET=%s\n", DemoClientSecret)
 		fmt.Fprintf(&b, "  try: curl -s %s/%s/oauth2/v2.0/token -d grant_type=client_credentials -d client_id=%s -d client_secret=%s -d scope=https://api.loganalytics.io/.default\n",
 			baseURL, DemoTenantID, DemoClientID, DemoClientSecret)
+		if strings.HasPrefix(baseURL, "https://") {
+			fmt.Fprintf(&b, "  (a self-signed certificate needs curl --cacert <its PEM file>, and SSL_CERT_FILE for Go clients)\n")
+		}
 	}
 	if len(apps) > 0 {
 		fmt.Fprintf(&b, "\nApps:\n")
