@@ -73,7 +73,10 @@ func startProcess(t *testing.T, cmd *exec.Cmd) *syncBuffer {
 		grace := time.NewTimer(10 * time.Second)
 		defer grace.Stop()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("%s exited after SIGINT: %v", name, err)
+			}
 		case <-grace.C:
 			_ = cmd.Process.Kill()
 			<-done
@@ -176,7 +179,7 @@ func TestPrometheusScrapesBrokerDemo(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second}
 
 	api, ops := freeAddr(t), freeAddr(t)
-	brokerCmd := exec.CommandContext(ctx, bin, "demo")
+	brokerCmd := exec.Command(bin, "demo")
 	brokerCmd.Env = append(cleanEnv(), "BROKER_LISTEN="+api, "BROKER_OPS_LISTEN="+ops)
 	start := time.Now()
 	brokerOut := startProcess(t, brokerCmd)
@@ -229,7 +232,7 @@ func TestPrometheusScrapesBrokerDemo(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	promCmd := exec.CommandContext(ctx, prometheus,
+	promCmd := exec.Command(prometheus,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr,
