@@ -493,3 +493,31 @@ func TestMakefileBuildCommand(t *testing.T) {
 		})
 	}
 }
+
+func TestDockerignore(t *testing.T) {
+	t.Parallel()
+	var patterns []string
+	for _, l := range strings.Split(readFile(t, filepath.Join(repoRoot, ".dockerignore")), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			patterns = append(patterns, strings.TrimSuffix(l, "/"))
+		}
+	}
+	ignored := func(path string) bool {
+		for _, p := range patterns {
+			if ok, _ := filepath.Match(p, path); ok || strings.HasPrefix(path, p+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, path := range []string{"go.mod", "go.sum", "cmd/broker/main.go", "internal/version/version.go"} {
+		if ignored(path) {
+			t.Errorf(".dockerignore excludes %s, which the image build needs", path)
+		}
+	}
+	for _, path := range []string{".git", "bin/broker"} {
+		if !ignored(path) {
+			t.Errorf(".dockerignore does not exclude %s", path)
+		}
+	}
+}
