@@ -69,7 +69,7 @@ type fixture struct {
 
 // newFixture returns an emulator on a fake clock with stable IDs and the
 // test registrations, and opts applied on top.
-func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
+func newFixture(t testing.TB, opts ...func(*Options)) *fixture {
 	t.Helper()
 	clock := &fakeClock{t: testNow}
 	o := Options{Now: clock.Now, NewID: sequentialIDs()}
@@ -132,7 +132,7 @@ func newTokenRequest(method, tenant string, form url.Values) *http.Request {
 }
 
 // serve runs r through the handler and returns the response and body.
-func serve(t *testing.T, h http.Handler, r *http.Request) (*http.Response, []byte) {
+func serve(t testing.TB, h http.Handler, r *http.Request) (*http.Response, []byte) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
