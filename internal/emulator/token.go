@@ -52,6 +52,15 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	e.count(req.clientID, requestedScopes(req.scope))
 
+	if r.Method == http.MethodOptions {
+		// A CORS preflight, which Entra allows (900561 names POST, OPTIONS).
+		h := w.Header()
+		h.Set("Allow", "POST, OPTIONS")
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if f := e.takeFault(req.clientID); f != nil {
 		if done := e.applyFault(w, r, x, f); done {
 			e.logRequest(req, "fault", f.Kind.String())

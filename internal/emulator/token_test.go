@@ -475,6 +475,7 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 	}{
 		{http.MethodGet, "/nothing/here", http.StatusNotFound},
 		{http.MethodPost, "/" + testTenant + "/v2.0/.well-known/openid-configuration", http.StatusMethodNotAllowed},
+		{http.MethodOptions, "/" + testTenant + "/oauth2/v2.0/token", http.StatusOK},
 	} {
 		res, _ := serve(t, f.e, httptest.NewRequest(tt.method, tt.path, nil))
 		if res.StatusCode != tt.want {
