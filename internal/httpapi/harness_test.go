@@ -249,6 +249,8 @@ type harnessOptions struct {
 	Plain bool
 	// Setup runs on the emulator before the broker starts.
 	Setup func(*emulator.Azure) error
+	// Wrap, when set, wraps the API router (inside the recording wrapper).
+	Wrap func(http.Handler) http.Handler
 }
 
 // harness is the real stack in-process: the emulated cloud, the Entra
@@ -366,6 +368,9 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	})
 	if err != nil {
 		t.Fatalf("New() = %v", err)
+	}
+	if o.Wrap != nil {
+		api = o.Wrap(api)
 	}
 	if !o.Plain {
 		api = h.record(api)
