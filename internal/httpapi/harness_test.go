@@ -244,9 +244,11 @@ type harnessOptions struct {
 	Logger *zap.Logger
 	// Registry receives the metrics; nil means a new registry.
 	Registry *prometheus.Registry
-	// Plain serves the API router without the harness's recording wrapper
-	// (for benchmarks).
-	Plain bool
+	// Plain serves the API router without the harness's recording wrapper,
+	// and LogCore, when set, replaces the harness's debug-level observers
+	// (for benchmarks, which log as production does).
+	Plain   bool
+	LogCore zapcore.Core
 	// Setup runs on the emulator before the broker starts.
 	Setup func(*emulator.Azure) error
 	// Wrap, when set, wraps the API router (inside the recording wrapper).
@@ -301,6 +303,9 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	cores := []zapcore.Core{core, globalLogs()}
 	if o.Logger != nil {
 		cores = append(cores, o.Logger.Core())
+	}
+	if o.LogCore != nil {
+		cores = []zapcore.Core{o.LogCore}
 	}
 	log := zap.New(zapcore.NewTee(cores...))
 
