@@ -595,6 +595,9 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 		ns    *state
 		delay time.Duration
 	)
+	if err == nil && tok.AccessToken == "" {
+		err = errEmptyToken
+	}
 	if err == nil {
 		issued := issuedAt(tok, now)
 		until := serveUntil(tok, issued, c.margin)

@@ -556,17 +556,38 @@ func TestPermanentRefreshFailureKeepsValidToken(t *testing.T) {
 	}
 }
 
-func TestExpiredOnArrivalIsAnError(t *testing.T) {
+func TestUnusableTokenIsAnError(t *testing.T) {
 	t.Parallel()
-	src := &fakeSource{}
-	src.clk = newFakeClock()
-	src.token = func(_ context.Context, _ Key, n int) (azure.Token, error) {
-		return issue(src.clk, n, 0, 0), nil
+	tests := []struct {
+		name string
+		tok  func(clk Clock) azure.Token
+		want error
+	}{
+		{"already expired", func(clk Clock) azure.Token { return issue(clk, 1, 0, 0) }, errExpiredOnArrival},
+		{"issued long ago, within margin", func(clk Clock) azure.Token {
+			tok := issue(clk, 1, time.Hour, 0)
+			tok.IssuedAt, tok.ExpiresOn = tok.IssuedAt.Add(-58*time.Minute), tok.ExpiresOn.Add(-58*time.Minute)
+			return tok
+		}, errExpiredOnArrival},
+		{"empty", func(clk Clock) azure.Token {
+			tok := issue(clk, 1, time.Hour, 0)
+			tok.AccessToken = ""
+			return tok
+		}, errEmptyToken},
 	}
-	c, _ := newTest(t, src, Options{}, true)
-	_, err := c.Get(context.Background(), testKey)
-	if !errors.Is(err, errExpiredOnArrival) {
-		t.Errorf("Get of an already expired token error = %v, want errExpiredOnArrival", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := &fakeSource{}
+			src.clk = newFakeClock()
+			src.token = func(context.Context, Key, int) (azure.Token, error) { return tt.tok(src.clk), nil }
+			c, _ := newTest(t, src, Options{}, true)
+			_, err := c.Get(context.Background(), testKey)
+			var ce *Error
+			if !errors.Is(err, tt.want) || !errors.As(err, &ce) || !ce.NextAttempt.Equal(t0.Add(time.Second)) {
+				t.Errorf("Get() error = %v, want %v as a transient *cache.Error retried in 1s", err, tt.want)
+			}
+		})
 	}
 }
 
@@ -842,7 +863,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}
-	mustGet(t, c, testKey)                                      // a real refresh timer now runs
+	mustGet(t, c, testKey)                                         // a real refresh timer now runs
 	c.Prefetch(context.Background(), keyFor("https://p/.default")) // and another
 	waited := make(chan error, 1)
 	go func() {

@@ -110,7 +110,9 @@ func (m *metrics) scope(scope string) *scopeMetrics {
 }
 
 func (m *metrics) deleteScope(scope string) {
-	m.fetches.DeletePartialMatch(prometheus.Labels{"scope": scope})
+	for _, result := range []string{resultSuccess, resultTransient, resultPermanent} {
+		m.fetches.DeleteLabelValues(scope, result)
+	}
 	m.expiry.DeleteLabelValues(scope)
 	m.failures.DeleteLabelValues(scope)
 }

@@ -41,6 +41,10 @@ const (
 // a transient failure and retried with backoff.
 var errExpiredOnArrival = errors.New("cache: source returned a token already within its expiry margin")
 
+// errEmptyToken is the failure recorded when the Source returns no error and
+// no token; like errExpiredOnArrival it is treated as transient.
+var errEmptyToken = errors.New("cache: source returned an empty token")
+
 // margin returns the safety margin for a token with the given lifetime:
 // the configured margin, or a quarter of the lifetime when the lifetime is
 // shorter than four margins (so a 10-minute token with a 5-minute margin is
