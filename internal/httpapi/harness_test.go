@@ -237,7 +237,8 @@ type harnessOptions struct {
 	// ClientSecret is the secret the broker's client sends; empty means the
 	// demo app's.
 	ClientSecret string
-	// Clock drives the cache and the handlers; nil means the real clock.
+	// Clock drives the emulator, the Entra client, the cache and the
+	// handlers; nil means the real clock.
 	Clock *fakeClock
 	// Logger receives every component's logs besides the harness's own
 	// observer; nil means none.
@@ -309,7 +310,11 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	log := zap.New(zapcore.NewTee(cores...))
 
-	cloud := emulator.NewAzure(emulator.Options{Logger: log})
+	var now func() time.Time
+	if o.Clock != nil {
+		now = o.Clock.Now
+	}
+	cloud := emulator.NewAzure(emulator.Options{Logger: log, Now: now})
 	if err := cloud.AddDemo(); err != nil {
 		t.Fatalf("AddDemo() = %v", err)
 	}
@@ -331,6 +336,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		ClientID:      emulator.DemoClientID,
 		Credential:    azure.SecretCredential(secret),
 		HTTPClient:    entra.Client(),
+		Now:           now,
 		Logger:        log.Named("azure"),
 	})
 	if err != nil {
@@ -349,10 +355,8 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	h := &harness{t: t, cloud: cloud, entra: entra, client: client, identity: id, reg: reg, logs: logs, clock: o.Clock, hits: map[string]int{}}
 	copts := cache.Options{Registerer: reg, Logger: log, Rand: func() float64 { return 0.5 }}
-	var now func() time.Time
 	if o.Clock != nil {
 		copts.Clock = o.Clock
-		now = o.Clock.Now
 	}
 	c, err := cache.New(recordingSource{client: client, fetches: &h.fetches}, copts)
 	if err != nil {

@@ -371,7 +371,7 @@ func TestTokenStale(t *testing.T) {
 
 	// The refresh is due at half the lifetime; Entra is down by then.
 	h.cloud.Entra.InjectFault(emulator.DemoClientID, emulator.Fault{Kind: emulator.FaultUnavailable, RetryAfter: 2 * time.Minute, Times: 100})
-	clock.Advance(emulator.DefaultTokenLifetime/2 + time.Second)
+	clock.Advance(emulator.DefaultTokenLifetime/2 + time.Minute)
 	h.prefetch(laScope) // waits for the refresh in flight
 	if st := h.cache.Status(h.identity.Key(laScope)); !st.Stale {
 		t.Fatalf("Status after a failed refresh = %+v, want Stale", st)

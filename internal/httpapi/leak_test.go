@@ -71,7 +71,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	good.cloud.Entra.InjectFault(emulator.DemoClientID, emulator.Fault{Kind: emulator.FaultThrottle, Times: 3})
 	run(good, all("https://storage.azure.com")...)
 	good.cloud.Entra.InjectFault(emulator.DemoClientID, emulator.Fault{Kind: emulator.FaultServerError, Times: 10})
-	clock.Advance(emulator.DefaultTokenLifetime/2 + time.Second)
+	clock.Advance(emulator.DefaultTokenLifetime/2 + time.Minute)
 	good.prefetch(laScope)
 	run(good, all(laResource)...)
 	good.cloud.Entra.ClearFaults(emulator.DemoClientID)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -270,4 +271,47 @@ func TestIMDSToken(t *testing.T) {
 		r := h.do(request{target: "/token?resource=" + kvResource, header: metadata, host: "169.254.169.254"})
 		checkError(t, r, 421, "host_not_allowed", true)
 	})
+}
+
+// TestMSITokenLifetimeOverTime follows a prefetched token for six hours of
+// the cache's clock, through its background refreshes, and checks that
+// every token served through the managed-identity endpoints has well over
+// five minutes left: the SDKs treat less as expired and would ask again on
+// every call.
+func TestMSITokenLifetimeOverTime(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Now())
+	h := newHarness(t, harnessOptions{IdentityHeader: msiHeader, Clock: clock, PrefetchScopes: []string{kvScope}})
+	const step = 4 * time.Minute
+	seen := map[string]bool{}
+	for elapsed := time.Duration(0); elapsed < 6*time.Hour; elapsed += step {
+		clock.Advance(step)
+		h.prefetch(kvScope) // waits for a refresh the step started
+		for _, target := range []string{
+			"/msi/token?api-version=2019-08-01&resource=" + kvResource,
+			"/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + kvResource,
+		} {
+			hd := msiHdr
+			if strings.HasPrefix(target, "/metadata") {
+				hd = metadata
+			}
+			r := h.do(request{target: target, header: hd})
+			if r.status != http.StatusOK {
+				t.Fatalf("at +%v: GET %s = %d %s", elapsed+step, target, r.status, r.body)
+			}
+			b := r.json(t)
+			left := stringInt(t, "expires_in", b["expires_in"])
+			if left < 20*60 {
+				t.Errorf("at +%v: expires_in = %d s, want well over 5 minutes (at least 20)", elapsed+step, left)
+			}
+			if on := stringInt(t, "expires_on", b["expires_on"]); on < clock.Now().Unix()+left || on > clock.Now().Unix()+left+1 {
+				t.Errorf("at +%v: expires_on = %d, want now+expires_in = %d", elapsed+step, on, clock.Now().Unix()+left)
+			}
+			seen[b["access_token"].(string)] = true
+		}
+	}
+	// About two refreshes an hour.
+	if len(seen) < 10 {
+		t.Errorf("served %d distinct tokens over six hours, want the refreshed ones (about 12)", len(seen))
+	}
 }
