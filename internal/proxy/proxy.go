@@ -207,9 +207,12 @@ func New(opts Options) (http.Handler, error) {
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:   h.rewrite,
 		Transport: &retryTransport{base: transport, tokens: opts.Tokens, log: log},
-		// FlushInterval -1 flushes after every write: query results and
-		// streams reach the caller as the upstream sends them.
-		FlushInterval:  -1,
+		// FlushInterval 0: ReverseProxy flushes every write of a response of
+		// unknown length (chunked, as Log Analytics sends its gzip results,
+		// and text/event-stream) by itself; a response of known length goes
+		// through the server's write buffer, which passes it on every few
+		// kilobytes, without the per-request cost of a flushing writer.
+		FlushInterval:  0,
 		BufferPool:     bufferPool{},
 		ErrorLog:       errLog,
 		ErrorHandler:   h.errorHandler,
