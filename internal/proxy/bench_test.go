@@ -69,8 +69,10 @@ const benchTarget = "/v1/workspaces/a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1/query?q
 func BenchmarkProxy(b *testing.B) {
 	up := benchUpstream(b)
 	h, err := New(Options{
-		Routes:     []Route{{Name: "loganalytics", Upstream: up, Scope: laScope}},
-		Tokens:     &fakeTokens{bearer: func(context.Context, string) (string, error) { return "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.payload.signature", nil }},
+		Routes: []Route{{Name: "loganalytics", Upstream: up, Scope: laScope}},
+		Tokens: &fakeTokens{bearer: func(context.Context, string) (string, error) {
+			return "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.payload.signature", nil
+		}},
 		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
