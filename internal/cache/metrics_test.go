@@ -220,3 +220,33 @@ func TestNoTokenInLogsMetricsOrErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestScopeSeriesSharedByKeys: two identities asking for one scope share
+// its series, which go only when the last of them leaves.
+func TestScopeSeriesSharedByKeys(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{}
+	src.clk = newFakeClock()
+	src.token = hourTokens(src.clk)
+	reg := prometheus.NewRegistry()
+	c, _ := newTest(t, src, Options{Size: 2, Registerer: reg}, true)
+
+	a := testKey
+	b := testKey
+	b.Tenant = "00000000-0000-0000-0000-00000000000b"
+	other := keyFor("https://other/.default")
+	mustGet(t, c, a)
+	mustGet(t, c, b)
+	mustGet(t, c, other) // evicts a: b still holds the scope
+	if n := countSeries(t, reg, "broker_token_expiry_timestamp_seconds"); n != 2 {
+		t.Errorf("expiry series after evicting one of two keys sharing a scope = %d, want 2", n)
+	}
+	mustGet(t, c, keyFor("https://third/.default")) // evicts b
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather() error = %v", err)
+	}
+	if s := fmt.Sprint(mfs); strings.Contains(s, testKey.Scope) {
+		t.Errorf("series for %s remain after its last key left", testKey.Scope)
+	}
+}
