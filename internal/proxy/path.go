@@ -1,19 +1,23 @@
 package proxy
 
 import (
-	"errors"
 	"net/url"
 	"strings"
 )
 
-// Reasons a request path is refused. Each is a sentence for the client.
-var (
-	errDotSegment     = errors.New(`The path holds a "." or ".." segment (plain or percent-encoded).`)
-	errEncodedSep     = errors.New(`The path holds an encoded "/" or "\" (%2F or %5C).`)
-	errBackslash      = errors.New(`The path holds a backslash.`)
-	errDoubleEncoding = errors.New(`The path holds an encoded "%" (%25), which could be decoded twice.`)
-	errControl        = errors.New(`The path holds a control character.`)
-	errBadEscape      = errors.New(`The path holds a malformed percent-encoding.`)
+// pathError is why a request path is refused, in words for the client.
+type pathError string
+
+func (e pathError) Error() string { return "proxy: bad path: " + string(e) }
+
+// Reasons a request path is refused.
+const (
+	errDotSegment     pathError = `the path holds a "." or ".." segment (plain or percent-encoded)`
+	errEncodedSep     pathError = `the path holds an encoded "/" or "\" (%2F or %5C)`
+	errBackslash      pathError = `the path holds a backslash`
+	errDoubleEncoding pathError = `the path holds an encoded "%" (%25), which could be decoded twice`
+	errControl        pathError = `the path holds a control character`
+	errBadEscape      pathError = `the path holds a malformed percent-encoding`
 )
 
 // cleanPath checks and cleans escaped, the percent-encoded path a request

@@ -265,10 +265,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	path, raw, err := cleanPath(rest)
 	if err != nil {
+		var pe pathError
+		errors.As(err, &pe)
 		h.answer(w, rt.m, start, &httperr.Error{
 			Status:      http.StatusBadRequest,
 			Code:        "bad_path",
-			Description: err.Error(),
+			Description: "The request path was refused: " + string(pe) + ".",
 			Hint:        "Send the upstream API's path as it is, without dot segments or encoded separators; the proxy never lets a path leave its route.",
 		})
 		return
@@ -448,7 +450,9 @@ func (h *handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		}
 	}
 	st.code = e.Status
-	h.log.Warn("proxy request failed", zap.String("route", rt.Name), zap.Int("status", e.Status), zap.String("code", e.Code), zap.Error(e.Err))
+	if tf == nil { // tokenError logged it already
+		h.log.Warn("proxy request failed", zap.String("route", rt.Name), zap.Int("status", e.Status), zap.String("code", e.Code), zap.Error(e.Err))
+	}
 	httperr.Write(w, e)
 }
 

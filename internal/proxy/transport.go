@@ -73,8 +73,14 @@ type retryTransport struct {
 // request it serves.
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := t.base.RoundTrip(req)
-	if err != nil || res.StatusCode != http.StatusUnauthorized {
-		return res, err
+	if err != nil {
+		return nil, err
+	}
+	if res.Request == nil {
+		res.Request = req // the response handler finds the request's state there
+	}
+	if res.StatusCode != http.StatusUnauthorized {
+		return res, nil
 	}
 	st := stateOf(req.Context())
 	if st == nil || st.retried {
@@ -83,9 +89,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt := st.route
 	t.tokens.Invalidate(rt.Scope, st.token)
 	if !st.replayable {
-		t.log.Info("upstream refused the token; request body too large to replay, not retried",
-			zap.String("route", rt.Name), zap.Int("status", res.StatusCode))
-		return res, nil
+		return res, nil // the response handler explains it
 	}
 	tok, err := t.tokens.Bearer(req.Context(), rt.Scope)
 	if err != nil {
@@ -100,7 +104,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	retry := req.Clone(req.Context())
 	retry.Header["Authorization"] = []string{"Bearer " + tok}
 	retry.Body = st.newBody()
-	return t.base.RoundTrip(retry)
+	res, err = t.base.RoundTrip(retry)
+	if err == nil && res.Request == nil {
+		res.Request = retry
+	}
+	return res, err
 }
 
 // tokenFailure marks a Tokens error met while retrying, so that the error
