@@ -280,6 +280,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := h.tokens.Bearer(r.Context(), rt.Scope)
+	if err == nil && tok == "" {
+		err = errEmptyToken
+	}
 	if err != nil {
 		h.answer(w, rt.m, start, h.tokenError(rt, err))
 		return
@@ -491,6 +494,9 @@ func (h *handler) tokenError(rt *route, err error) *httperr.Error {
 	h.log.Warn("no token for proxied request", zap.String("route", rt.Name), zap.Int("status", e.Status), zap.String("code", e.Code), zap.Error(err))
 	return e
 }
+
+// errEmptyToken is a Tokens bug: an empty token and no error.
+var errEmptyToken = errors.New("proxy: tokens returned an empty token")
 
 // tokenRetryAfter is the Retry-After sent when a token error names none.
 const tokenRetryAfter = 10 * time.Second

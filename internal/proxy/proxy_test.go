@@ -389,6 +389,11 @@ func TestNoToken(t *testing.T) {
 			wantStatus: 503, wantRetryAfter: "10", wantCode: "token_unavailable",
 		},
 		{
+			name:       "an empty token is refused",
+			err:        nil,
+			wantStatus: 503, wantRetryAfter: "10", wantCode: "token_unavailable",
+		},
+		{
 			name:       "a 403 (scope not allowed) stays",
 			err:        &httperr.Error{Status: 403, Code: "scope_not_allowed", Description: "This scope is not allowed."},
 			wantStatus: 403, wantCode: "scope_not_allowed",
@@ -881,5 +886,40 @@ func TestNewErrors(t *testing.T) {
 				t.Errorf("New() error = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, refuseTok1)
+	tokens := newSeqTokens("tok-")
+	p := newTestProxy(t, up.url(t), Options{Tokens: tokens})
+	const n = 32
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			body := fmt.Sprintf(`{"query":"Heartbeat | take %d"}`, i)
+			req, _ := http.NewRequest(http.MethodPost, p.URL+"/proxy/loganalytics/v1/workspaces/ws/query", strings.NewReader(body))
+			res, err := p.client.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			got, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || string(got) != "ok:"+body {
+				errs <- fmt.Errorf("POST %s = %d %s, want 200 ok:%s", body, res.StatusCode, got, body)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := metricValue(t, p, "broker_proxy_requests_total", "route", "loganalytics", "code", "200"); got != n {
+		t.Errorf("requests_total{code=200} = %v, want %d", got, n)
 	}
 }

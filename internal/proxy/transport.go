@@ -92,6 +92,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return res, nil // the response handler explains it
 	}
 	tok, err := t.tokens.Bearer(req.Context(), rt.Scope)
+	if err == nil && tok == "" {
+		err = errEmptyToken
+	}
 	if err != nil {
 		discard(res)
 		return nil, &tokenFailure{err: err}
