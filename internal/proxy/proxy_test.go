@@ -923,3 +923,21 @@ func TestConcurrentRequests(t *testing.T) {
 		t.Errorf("requests_total{code=200} = %v, want %d", got, n)
 	}
 }
+
+func TestDefaultTransport(t *testing.T) {
+	t.Parallel()
+	tr := newTransport()
+	if tr.ResponseHeaderTimeout <= 10*time.Minute {
+		t.Errorf("ResponseHeaderTimeout = %v, want more than a 10-minute query (Prefer: wait=600)", tr.ResponseHeaderTimeout)
+	}
+	if tr.TLSHandshakeTimeout <= 0 || tr.TLSHandshakeTimeout > time.Minute {
+		t.Errorf("TLSHandshakeTimeout = %v, want a bound under a minute", tr.TLSHandshakeTimeout)
+	}
+	if tr.DialContext == nil {
+		t.Error("DialContext = nil, want a dialer with a timeout")
+	}
+	if !tr.DisableCompression || !tr.ForceAttemptHTTP2 || tr.MaxIdleConnsPerHost < 16 {
+		t.Errorf("DisableCompression, ForceAttemptHTTP2, MaxIdleConnsPerHost = %v, %v, %d; want true, true, ≥ 16",
+			tr.DisableCompression, tr.ForceAttemptHTTP2, tr.MaxIdleConnsPerHost)
+	}
+}
