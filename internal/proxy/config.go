@@ -31,9 +31,15 @@ type routeEntry struct {
 	Scope    yaml.Node `yaml:"scope"`
 }
 
-// LoadRoutes reads custom routes from the YAML file at path (see the package
-// documentation of the format: a top-level "routes" list of name, upstream
-// and scope). Unknown keys, missing or bad values, duplicate names and a file
+// LoadRoutes reads custom routes from the YAML file at path, a top-level
+// "routes" list of name, upstream and scope:
+//
+//	routes:
+//	  - name: kusto
+//	    upstream: https://help.kusto.windows.net
+//	    scope: https://help.kusto.windows.net/.default
+//
+// Unknown keys, missing or bad values, duplicate names and a file
 // without routes are errors; every problem is reported at once, each as
 // "load routes: <path>:<line>: <what is wrong>". The routes are checked as
 // New checks them; duplicates against the built-in routes are found by New.
