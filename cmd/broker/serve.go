@@ -240,7 +240,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		Routes:       routes,
 		Tokens:       httpapi.NewBearer(c, id, nil),
 		MaxBodyBytes: cfg.ProxyMaxBodyBytes,
-		Logger:       log.Named("proxy"),
+		Logger:       log,
 		Registerer:   reg,
 	})
 	if err != nil {
