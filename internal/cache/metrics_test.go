@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,5 +249,22 @@ func TestScopeSeriesSharedByKeys(t *testing.T) {
 	}
 	if s := fmt.Sprint(mfs); strings.Contains(s, testKey.Scope) {
 		t.Errorf("series for %s remain after its last key left", testKey.Scope)
+	}
+}
+
+func TestStripedCounter(t *testing.T) {
+	t.Parallel()
+	var s striped
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				s.inc()
+			}
+		})
+	}
+	wg.Wait()
+	if got := s.load(); got != 8000 {
+		t.Errorf("striped.load() after 8×1000 inc = %d, want 8000", got)
 	}
 }
