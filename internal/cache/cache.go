@@ -140,8 +140,10 @@ type Status struct {
 // token is in service, Get returns an *Error at once, without an upstream
 // call, until the next attempt is due; then the next Get (or, for a used
 // or prefetched key, the background timer) tries again, and a success
-// clears the error. A token is never served within its margin, so never
-// past its expiry.
+// clears the error. A failing key that nobody uses keeps its failure count
+// for five more minutes before it leaves, so that a caller polling slower
+// than the backoff still sees the backoff grow. A token is never served
+// within its margin, so never past its expiry.
 //
 // Bound. At most Options.Size keys are held. Hits do not reorder the LRU
 // list (that would need a lock); they set a flag, and the eviction scan
@@ -197,6 +199,9 @@ type entry struct {
 	failures int     // consecutive failed upstream attempts
 	prefetch bool
 	removed  bool
+	// lingering is set while an idle key with a failure and no token is
+	// kept so that its backoff keeps growing (see tick).
+	lingering bool
 }
 
 // markUsed records a Get. It writes only when a flag is not yet set, so
@@ -567,6 +572,7 @@ func (c *Cache) startLocked(parent context.Context, e *entry) *flight {
 	c.stopTimerLocked(e)
 	fl := &flight{done: make(chan struct{})}
 	e.flight = fl
+	e.lingering = false
 	e.used.Store(false) // uses from now on count for the next refresh
 	c.wg.Go(func() { c.fetch(parent, e, fl) })
 	return fl
@@ -670,7 +676,8 @@ func (c *Cache) stopTimerLocked(e *entry) {
 // tick runs when a key's refresh, retry or idle check is due: a used or
 // prefetched key is fetched; an idle key is looked at again when its token
 // leaves service (or, while its refresh is failing, after the current
-// backoff), and leaves the cache when it holds no token in service.
+// backoff), and leaves the cache when it holds no token in service: at
+// once after a success, or after five more idle minutes after a failure.
 func (c *Cache) tick(e *entry, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -693,6 +700,12 @@ func (c *Cache) tick(e *entry, gen uint64) {
 		c.scheduleLocked(e, next.Sub(now))
 	case s.servable(now):
 		c.scheduleLocked(e, s.until.Sub(now))
+	case s.err != nil && !e.lingering:
+		// Failed, idle, nothing to serve: keep the failure count for a
+		// while, so that a caller polling slower than the backoff still
+		// sees the backoff grow instead of restarting at 1 s.
+		e.lingering = true
+		c.scheduleLocked(e, maxBackoff)
 	default:
 		c.lru.Remove(e.key)
 	}

@@ -878,3 +878,38 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		t.Errorf("Get waiting during Close error = %v, want context.Canceled", err)
 	}
 }
+
+// TestSlowPollerSeesBackoffGrow: one caller polling a failing key every 10 s
+// (slower than the first backoff steps) must not cause an upstream call per
+// poll: the failure count outlives the idle periods, so the backoff grows.
+func TestSlowPollerSeesBackoffGrow(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{}
+	src.clk = newFakeClock()
+	src.token = func(context.Context, Key, int) (azure.Token, error) {
+		return azure.Token{}, transientErr(503, 0)
+	}
+	c, clk := newTest(t, src, Options{}, true)
+	const polls = 180 // 30 minutes
+	for range polls {
+		if _, err := c.Get(context.Background(), testKey); err == nil {
+			t.Fatalf("Get() error = nil, want the upstream failure")
+		}
+		clk.Advance(10 * time.Second)
+	}
+	if got := src.Calls(); got > 20 {
+		t.Errorf("upstream calls for %d polls over 30 min = %d, want ≤ 20", polls, got)
+	}
+	times := src.Times()
+	t.Logf("%d upstream calls at %v", len(times), times)
+	for i := 2; i < len(times); i++ {
+		if prev, gap := times[i-1].Sub(times[i-2]), times[i].Sub(times[i-1]); gap < prev {
+			t.Errorf("gap before attempt %d = %v, shorter than the one before (%v)", i+1, gap, prev)
+		}
+	}
+	// Left alone, the failing key leaves after five idle minutes.
+	clk.Advance(15 * time.Minute)
+	if _, ok := c.lru.Peek(testKey); ok {
+		t.Errorf("failing idle key still held after 15 idle minutes")
+	}
+}
