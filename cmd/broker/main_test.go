@@ -453,14 +453,21 @@ func TestReadmeQuickstartAgainstDemo(t *testing.T) {
 	if !strings.Contains(r.stdout.String(), "curl -s -H 'Metadata: true' '"+r.api+"/token?resource=https://api.loganalytics.io'") {
 		t.Errorf("broker demo did not print the curl line to try; stdout:\n%s", r.stdout)
 	}
-	// The README's proxy line works too, with the demo workspace.
+	// The README's proxy lines work too, against the demo workspace.
 	m = regexp.MustCompile(`curl -s '(http://127\.0\.0\.1:8400(/proxy/[^']+))'`).FindSubmatch(readme)
 	if m == nil {
 		t.Fatal("README has no quickstart curl line for the proxy")
 	}
-	path := strings.Replace(string(m[2]), "DEMO_WORKSPACE_ID", loganalytics.DemoWorkspaceID, 1)
-	if code, _, body := call(t, "GET", r.api+path, nil, ""); code != 200 {
+	if code, _, body := call(t, "GET", r.api+string(m[2]), nil, ""); code != 200 {
 		t.Errorf("README's proxy curl against broker demo = %d %s, want 200", code, body)
+	}
+	m = regexp.MustCompile(`(?s)curl -s -X POST -H '([^:]+): ([^']+)' \\\s+-d '([^']+)' \\\s+'http://127\.0\.0\.1:8400(/proxy/[^']+)'`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README has no POST curl line for the proxy")
+	}
+	code, _, body = call(t, "POST", r.api+string(m[4]), map[string]string{string(m[1]): string(m[2])}, string(m[3]))
+	if code != 200 || !bytes.Contains(body, []byte(`"OSType"`)) {
+		t.Errorf("README's POST proxy curl against broker demo = %d %s, want 200 with the projected columns", code, body)
 	}
 }
 
