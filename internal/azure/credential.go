@@ -2,15 +2,9 @@ package azure
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -29,7 +23,7 @@ type TokenRequest struct {
 // Credential is how the app registration proves who it is. Apply adds the
 // credential's form parameters to a token request: client_secret for a
 // secret; client_assertion_type and client_assertion for a certificate or a
-// federated token (a later issue).
+// federated token.
 //
 // Apply is called once per token request and may be called concurrently. A
 // failure is an *Error whose text never contains the credential itself.
@@ -68,10 +62,15 @@ func (secretCredential) GoString() string { return "azure.SecretCredential([reda
 // maxSecretFile bounds the secret file. A client secret is about 40 bytes.
 const maxSecretFile = 64 << 10
 
-// secretFileRecheck is how long a secret read from a file is trusted without
-// reading the file again even when stat says nothing changed. It covers file
-// systems whose mtime is coarse and rewrites that keep size and inode.
-const secretFileRecheck = time.Minute
+// secretFileKind describes the client secret file in errors.
+var secretFileKind = fileKind{
+	what:    "client secret file",
+	setting: "AZURE_CLIENT_SECRET_FILE",
+	holds:   "the secret's Value",
+	mount:   "the secret volume mount and its key",
+	limit:   maxSecretFile,
+	code:    7000218,
+}
 
 // SecretFileCredential returns a Credential that sends the content of the
 // file at path as client_secret, trailing newlines and carriage returns
@@ -92,36 +91,32 @@ func SecretFileCredential(path string, now func() time.Time) Credential {
 	if now == nil {
 		now = time.Now
 	}
-	return &secretFileCredential{path: path, now: now}
+	return &secretFileCredential{file: &watchedFile[string]{
+		path:  path,
+		kind:  secretFileKind,
+		now:   now,
+		parse: parseSecretFile(path),
+	}}
 }
 
 type secretFileCredential struct {
-	path string
-	now  func() time.Time
-
-	mu     sync.Mutex
-	id     fileID    // identity of the file the value came from
-	readAt time.Time // when value was read
-	value  string
+	file *watchedFile[string]
 }
 
-// fileID identifies one version of a file cheaply.
-type fileID struct {
-	dev, ino uint64
-	size     int64
-	mtime    time.Time
-}
-
-func statID(fi fs.FileInfo) fileID {
-	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(st.Dev), uint64(st.Ino) //nolint:unconvert // field widths differ by platform.
+// parseSecretFile returns the parser of the secret file at path.
+func parseSecretFile(path string) func([]byte) (string, error) {
+	return func(b []byte) (string, error) {
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return "", credentialError(7000218, fmt.Sprintf("client secret file %q is empty", path),
+				"The client secret file is empty. Put the secret's Value in it (in Kubernetes, check the secret's key and the volume mount).", nil)
+		}
+		return v, nil
 	}
-	return id
 }
 
 func (c *secretFileCredential) Apply(_ context.Context, r *TokenRequest) error {
-	v, err := c.load()
+	v, _, err := c.file.load()
 	if err != nil {
 		return err
 	}
@@ -129,65 +124,8 @@ func (c *secretFileCredential) Apply(_ context.Context, r *TokenRequest) error {
 	return nil
 }
 
-// load returns the secret, reading the file again when it changed.
-func (c *secretFileCredential) load() (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fi, err := os.Stat(c.path) // Stat follows symlinks: the resolved file's identity.
-	if err != nil {
-		return "", c.fileError(err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", credentialError(7000218, fmt.Sprintf("client secret file %q is not a regular file", c.path),
-			"AZURE_CLIENT_SECRET_FILE must name a file holding the secret's Value (in Kubernetes, a key of a mounted secret volume), not a directory.", nil)
-	}
-	now := c.now()
-	id := statID(fi)
-	if c.value != "" && id == c.id && now.Sub(c.readAt) < secretFileRecheck && !now.Before(c.readAt) {
-		return c.value, nil
-	}
-	f, err := os.Open(c.path)
-	if err != nil {
-		return "", c.fileError(err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", c.fileError(err)
-	}
-	if len(b) > maxSecretFile {
-		return "", credentialError(7000218, fmt.Sprintf("client secret file %q is larger than %d bytes", c.path, maxSecretFile),
-			"AZURE_CLIENT_SECRET_FILE must hold only the secret's Value; check that the path names the right file.", nil)
-	}
-	v := strings.TrimRight(string(b), "\r\n")
-	if v == "" {
-		return "", credentialError(7000218, fmt.Sprintf("client secret file %q is empty", c.path),
-			"The client secret file is empty. Put the secret's Value in it (in Kubernetes, check the secret's key and the volume mount).", nil)
-	}
-	// Stat again after reading, through the open file, so the identity kept
-	// is that of the content read even if the file was swapped meanwhile.
-	if fi2, err := f.Stat(); err == nil {
-		id = statID(fi2)
-	}
-	c.value, c.id, c.readAt = v, id, now
-	return v, nil
-}
-
-// fileError explains a file that cannot be read. os errors name the path and
-// the reason, never the content.
-func (c *secretFileCredential) fileError(err error) *Error {
-	hint := "Check AZURE_CLIENT_SECRET_FILE and that the broker's user can read the file (in Kubernetes, the secret volume mount and its key)."
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		hint = "The client secret file does not exist. " + hint
-	case errors.Is(err, fs.ErrPermission):
-		hint = "The broker may not read the client secret file. " + hint
-	}
-	return credentialError(7000218, fmt.Sprintf("cannot read client secret file %q", c.path), hint, err)
-}
-
 func (c *secretFileCredential) String() string {
-	return fmt.Sprintf("azure.SecretFileCredential(%q)", c.path)
+	return fmt.Sprintf("azure.SecretFileCredential(%q)", c.file.path)
 }
 
 func (c *secretFileCredential) GoString() string { return c.String() }

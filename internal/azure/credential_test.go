@@ -98,7 +98,7 @@ func TestSecretFileCredentialRotation(t *testing.T) {
 	if got, _ := applySecret(t, cred); got != "second-secret-value" {
 		t.Fatalf("Apply before recheck = %q, want the cached %q", got, "second-secret-value")
 	}
-	clock.Advance(secretFileRecheck)
+	clock.Advance(fileRecheck)
 	if got, err := applySecret(t, cred); err != nil || got != "third--secret-value" {
 		t.Fatalf("Apply after recheck = %q, %v, want %q", got, err, "third--secret-value")
 	}
