@@ -46,8 +46,9 @@ type Config struct {
 	TenantID string
 	// ClientID is the app registration's Application (client) ID, a GUID.
 	ClientID string
-	// Credential proves the app's identity: SecretCredential or
-	// SecretFileCredential.
+	// Credential proves the app's identity: SecretCredential,
+	// SecretFileCredential, CertificateCredential or
+	// FederatedTokenFileCredential.
 	Credential Credential
 	// HTTPClient sends the token requests. nil means a client with explicit
 	// timeouts (see newHTTPClient). A given client is copied, never modified:
@@ -106,7 +107,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Credential == nil {
 		problems = append(problems, configError([]int{7000218}, "no credential",
-			"Set AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE."))
+			"Set AZURE_CLIENT_SECRET, AZURE_CLIENT_SECRET_FILE, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE."))
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("azure: invalid configuration: %w", errors.Join(problems...))
@@ -161,7 +162,7 @@ func (c *Client) Token(ctx context.Context, scope string) (Token, error) {
 	if err := c.cred.Apply(ctx, req); err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
-			e = &Error{Op: "credential", Description: "the credential failed", Hint: "Check AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE.", Err: err}
+			e = &Error{Op: "credential", Description: "the credential failed", Hint: "Check the app registration's credential settings (AZURE_CLIENT_SECRET, AZURE_CLIENT_SECRET_FILE, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE).", Err: err}
 		}
 		c.log.Debug("token request refused", zap.String("scope", s), zap.Error(e))
 		return Token{}, e

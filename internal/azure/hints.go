@@ -30,6 +30,13 @@ var aadHints = map[int]string{
 	700024: "The client assertion is outside its valid time range. Sync the clock (NTP); for a federated token, make sure the token file is fresh.",
 	700027: "The certificate that signed the client assertion is not registered on the app. Upload its public part (.cer/.pem) to the app registration " +
 		"and check that the private key matches it.",
+	700023: "The client assertion's audience is not this tenant's token endpoint. Check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST (the cloud); " +
+		"a hand-built assertion must use https://<authority>/<tenant>/oauth2/v2.0/token as aud.",
+	700021: "The client assertion's issuer or subject is not the client ID. Check AZURE_CLIENT_ID: a certificate assertion names the app it authenticates.",
+	7002138: "The federated token's subject matches the federated credential only when case is ignored. Entra ID compares it case-sensitively: " +
+		"fix the federated credential's subject (or the service account's namespace and name) so that they match exactly.",
+	50013: "The client assertion's signature could not be verified. Check the federated credential's issuer (its OIDC discovery and keys must be reachable by Entra ID) " +
+		"or, for a certificate, that the private key matches the registered certificate.",
 	50012: "The client assertion was rejected. Check the certificate (registered on the app, matching private key, not expired) and the clock.",
 	50027: "The client assertion's JWT header has no certificate thumbprint. Add x5t or x5t#S256 to it.",
 	70021: "No federated identity credential matches the presented token. Check the federated credential's issuer, subject and audience; " +

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -122,6 +123,92 @@ func errNoThumbprint() aadError {
 func errCertificateNotRegistered(thumbprintHex, clientID string) aadError {
 	return aadError{http.StatusUnauthorized, "invalid_client", 700027,
 		fmt.Sprintf("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '%s', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '%s'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments if not using Global endpoint.]", thumbprintHex, clientID)}
+}
+
+// foundKey renders a registered certificate's validity as Entra prints it in
+// 700027 answers: "Start=01/28/2018 16:00:00, End=01/28/2019 16:00:00".
+func foundKey(c *x509.Certificate) string {
+	const layout = "01/02/2006 15:04:05"
+	return fmt.Sprintf("Start=%s, End=%s", c.NotBefore.UTC().Format(layout), c.NotAfter.UTC().Format(layout))
+}
+
+// keysAdvice ends Entra's 700027 reasons.
+func keysAdvice(clientID string) string {
+	return fmt.Sprintf("Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '%s'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments if not using Global endpoint.", clientID)
+}
+
+// errSignatureInvalid is a registered certificate's assertion whose
+// signature does not verify. The reason's wording is Entra's for 50013
+// [ISS azure-sdk-for-java#25109], which uses the same shape.
+func errSignatureInvalid(thumbprintHex string, c *x509.Certificate, clientID string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700027,
+		fmt.Sprintf("Client assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value., Thumbprint of key used by client: '%s', Found key '%s', %s]", thumbprintHex, foundKey(c), keysAdvice(clientID))}
+}
+
+// errCertificateExpired is an assertion signed by a registered certificate
+// outside its validity [ISS microsoft/azure-tools-for-java#2785].
+func errCertificateExpired(thumbprintHex string, c *x509.Certificate, clientID string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700027,
+		fmt.Sprintf("Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '%s', Found key '%s', %s]", thumbprintHex, foundKey(c), keysAdvice(clientID))}
+}
+
+// errAssertionAudience is a certificate assertion whose aud is not this
+// token endpoint [ISS AzureAD/microsoft-authentication-library-for-dotnet#2746].
+func errAssertionAudience() aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700023,
+		"Client assertion audience claim does not match Realm issuer. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials ."}
+}
+
+// errAssertionIssuer is a certificate assertion whose iss or sub is not the
+// client ID [INF: wording as Entra's error-code reference words it].
+func errAssertionIssuer() aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700021,
+		"Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials ."}
+}
+
+// assertionTimeLayout is how 700024 prints times: seven fractional digits.
+const assertionTimeLayout = "2006-01-02T15:04:05.0000000Z"
+
+// errAssertionTime is an assertion used outside nbf … exp [ISS AzureAD/msal-java#984].
+func errAssertionTime(now, nbf, exp time.Time) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700024,
+		fmt.Sprintf("Client assertion is not within its valid time range. Current time: %s, assertion valid from %s, expiry time of assertion %s. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+			now.UTC().Format(assertionTimeLayout), nbf.UTC().Format(assertionTimeLayout), exp.UTC().Format(assertionTimeLayout))}
+}
+
+// federatedAdvice ends Entra's 7002xx messages.
+const federatedAdvice = "Check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+
+// errFederatedIssuer, errFederatedAudience and errFederatedSubject are the
+// current per-claim answers for a federated token no credential matches
+// [ISS Azure/azure-workload-identity#1200, dotnet/maui#31978].
+func errFederatedIssuer(iss string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700211,
+		fmt.Sprintf("No matching federated identity record found for presented assertion issuer '%s'. %s", iss, federatedAdvice)}
+}
+
+func errFederatedAudience(aud string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700212,
+		fmt.Sprintf("No matching federated identity record found for presented assertion audience '%s'. %s", aud, federatedAdvice)}
+}
+
+func errFederatedSubject(sub string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 700213,
+		fmt.Sprintf("No matching federated identity record found for presented assertion subject '%s'. %s", sub, federatedAdvice)}
+}
+
+// errFederatedSubjectCase is a subject that matches only ignoring case
+// [ISS Azure/login#515].
+func errFederatedSubjectCase(sub string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 7002138,
+		fmt.Sprintf("No matching federated identity record found for presented assertion subject '%s'. The subject matches with case-insensitive comparison, but not with case-sensitive comparison. Check your federated identity credential Subject, Audience and Issuer against the presented assertion. See documentation at: https://learn.microsoft.com/entra/workload-id/workload-identity-federation. See breaking change notification and remediation at: https://learn.microsoft.com/en-us/entra/identity-platform/reference-breaking-changes#august-2024.", sub)}
+}
+
+// errFederatedSignature is a federated token whose signature verifies with
+// none of the issuer's keys [INF: 50013's wording, the key named by kid].
+func errFederatedSignature(kid string) aadError {
+	return aadError{http.StatusUnauthorized, "invalid_client", 50013,
+		fmt.Sprintf("Assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '%s']", kid)}
 }
 
 func errNoFederatedMatch(iss, sub, aud string) aadError {

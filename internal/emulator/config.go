@@ -30,6 +30,19 @@ import (
 //	    secrets:
 //	      - value: s3cr3t
 //	        expires_on: 2030-01-01T00:00:00Z
+//	    certificates:           # public parts, PEM
+//	      - |
+//	        -----BEGIN CERTIFICATE-----
+//	        MIIC…
+//	        -----END CERTIFICATE-----
+//	    federated_credentials:
+//	      - name: aks
+//	        issuer: https://oidc.example/6f1c2a9e/
+//	        subject: system:serviceaccount:default:reporting
+//	        audiences: [api://AzureADTokenExchange]   # the default
+//	        keys: |             # optional: verify signatures (PUBLIC KEY or CERTIFICATE PEM)
+//	          -----BEGIN PUBLIC KEY-----
+//	          …
 //	resources:
 //	  - uris: [https://api.loganalytics.io]
 //	    roles:

@@ -1,7 +1,13 @@
 package emulator
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Tenant is a directory: the {tenant} of the token URL, by ID or by one of
@@ -52,9 +60,158 @@ type App struct {
 	Disabled bool `yaml:"disabled"`
 	// Secrets are the app's client secrets; any unexpired one is accepted.
 	Secrets []Secret `yaml:"secrets"`
+	// Certificates are the app's certificate credentials (the public parts
+	// uploaded to the registration): a client assertion whose x5t#S256 or
+	// x5t names one of them and is signed with its key is accepted while the
+	// certificate is valid. In the file, a list of PEM texts.
+	Certificates PEMCertificates `yaml:"certificates"`
+	// FederatedCredentials are the app's federated identity credentials: a
+	// client assertion issued by another identity provider (a Kubernetes
+	// service account token) is accepted when one of them matches its
+	// issuer, subject and audience.
+	FederatedCredentials []FederatedCredential `yaml:"federated_credentials"`
 	// TokenLifetime overrides the emulator's token lifetime for this app;
 	// zero means the emulator's.
 	TokenLifetime time.Duration `yaml:"token_lifetime"`
+}
+
+// DefaultFederatedAudience is the audience of a federated identity
+// credential that names none: the one the Azure portal proposes and the AKS
+// workload identity webhook requests.
+const DefaultFederatedAudience = "api://AzureADTokenExchange"
+
+// FederatedCredential is a federated identity credential of an app: it
+// trusts tokens of one issuer for one subject. Issuer, subject and audience
+// are compared case-sensitively, as Entra does.
+type FederatedCredential struct {
+	// Name names the credential, for people; it is not checked.
+	Name string `yaml:"name"`
+	// Issuer is the identity provider's issuer URL, the token's iss, e.g. an
+	// AKS cluster's OIDC issuer URL.
+	Issuer string `yaml:"issuer"`
+	// Subject is the token's sub, e.g.
+	// "system:serviceaccount:default:workload-identity-sa".
+	Subject string `yaml:"subject"`
+	// Audiences lists the accepted aud values; empty means
+	// DefaultFederatedAudience.
+	Audiences []string `yaml:"audiences"`
+	// Keys are the issuer's signing keys. When set, a token's signature must
+	// verify with one of them (RS256, PS256 or ES256); when empty, only the
+	// claims are checked, since the emulator cannot fetch a cluster's keys as
+	// Entra does. In the file, a PEM text of PUBLIC KEY or CERTIFICATE
+	// blocks.
+	Keys PEMPublicKeys `yaml:"keys"`
+}
+
+// audiences returns the accepted audiences.
+func (f FederatedCredential) audiences() []string {
+	if len(f.Audiences) == 0 {
+		return []string{DefaultFederatedAudience}
+	}
+	return f.Audiences
+}
+
+// PEMCertificates are certificates, written in a registration file as a
+// list of PEM texts (each with one or more CERTIFICATE blocks).
+type PEMCertificates []*x509.Certificate
+
+// UnmarshalYAML decodes a list of PEM texts. A malformed one is an error
+// naming its line.
+func (c *PEMCertificates) UnmarshalYAML(n *yaml.Node) error {
+	var texts []string
+	if err := n.Decode(&texts); err != nil {
+		return err
+	}
+	var certs PEMCertificates
+	var errs []string
+	for i, t := range texts {
+		line := n.Line
+		if i < len(n.Content) {
+			line = n.Content[i].Line
+		}
+		blocks, err := pemBlocks(t, "CERTIFICATE")
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("line %d: certificates[%d]: %v", line, i, err))
+			continue
+		}
+		for _, b := range blocks {
+			cert, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("line %d: certificates[%d]: %v", line, i, err))
+				continue
+			}
+			certs = append(certs, cert)
+		}
+	}
+	if len(errs) > 0 {
+		return &yaml.TypeError{Errors: errs}
+	}
+	*c = certs
+	return nil
+}
+
+// PEMPublicKeys are public keys, written in a registration file as one PEM
+// text of PUBLIC KEY blocks (PKIX) or CERTIFICATE blocks (whose keys are
+// taken).
+type PEMPublicKeys []crypto.PublicKey
+
+// UnmarshalYAML decodes a PEM text. A malformed one is an error naming its
+// line.
+func (k *PEMPublicKeys) UnmarshalYAML(n *yaml.Node) error {
+	var text string
+	if err := n.Decode(&text); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: keys: %v", n.Line, err)}}
+	}
+	blocks, err := pemBlocks(text, "PUBLIC KEY", "CERTIFICATE")
+	if err != nil {
+		return fail(err)
+	}
+	var keys PEMPublicKeys
+	for _, b := range blocks {
+		if b.Type == "CERTIFICATE" {
+			cert, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				return fail(err)
+			}
+			keys = append(keys, cert.PublicKey)
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(b.Bytes)
+		if err != nil {
+			return fail(err)
+		}
+		keys = append(keys, pub)
+	}
+	*k = keys
+	return nil
+}
+
+// pemBlocks returns the PEM blocks of text, which must all be of the given
+// types, and at least one.
+func pemBlocks(text string, types ...string) ([]*pem.Block, error) {
+	var blocks []*pem.Block
+	rest := []byte(text)
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if !slices.Contains(types, b.Type) {
+			return nil, fmt.Errorf("a %s block is not allowed here (want %s)", b.Type, strings.Join(types, " or "))
+		}
+		blocks = append(blocks, b)
+	}
+	if len(blocks) == 0 {
+		return nil, fmt.Errorf("no PEM %s block", strings.Join(types, " or "))
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("text after the last PEM block")
+	}
+	return blocks, nil
 }
 
 // Resource is an API that tokens can be issued for: a resource service
@@ -163,6 +320,51 @@ func (a App) problems() []problem {
 	if a.TokenLifetime < 0 {
 		p = append(p, problem{[]any{"token_lifetime"}, fmt.Sprintf("%s is negative", a.TokenLifetime)})
 	}
+	p = append(p, certificateProblems(a.Certificates)...)
+	for i, f := range a.FederatedCredentials {
+		for _, fp := range f.problems() {
+			p = append(p, problem{append([]any{"federated_credentials", i}, fp.path...), fp.msg})
+		}
+	}
+	return p
+}
+
+// certificateProblems returns what is wrong with an app's certificates:
+// Entra's certificate credentials are RSA.
+func certificateProblems(certs []*x509.Certificate) []problem {
+	var p []problem
+	for i, c := range certs {
+		switch {
+		case c == nil:
+			p = append(p, problem{[]any{"certificates", i}, "is nil"})
+		case c.PublicKeyAlgorithm != x509.RSA:
+			p = append(p, problem{[]any{"certificates", i}, fmt.Sprintf("has a %s key; certificate credentials need RSA", c.PublicKeyAlgorithm)})
+		}
+	}
+	return p
+}
+
+// problems returns what is wrong with f on its own.
+func (f FederatedCredential) problems() []problem {
+	var p []problem
+	if u, err := url.Parse(f.Issuer); f.Issuer == "" || err != nil || u.Scheme == "" || u.Host == "" {
+		p = append(p, problem{[]any{"issuer"}, fmt.Sprintf("%q is not an absolute URL", f.Issuer)})
+	}
+	if f.Subject == "" {
+		p = append(p, problem{[]any{"subject"}, "is empty"})
+	}
+	for i, a := range f.Audiences {
+		if a == "" {
+			p = append(p, problem{[]any{"audiences", i}, "is empty"})
+		}
+	}
+	for i, k := range f.Keys {
+		switch k.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey:
+		default:
+			p = append(p, problem{[]any{"keys", i}, fmt.Sprintf("a %T is not an RSA or ECDSA public key", k)})
+		}
+	}
 	return p
 }
 
@@ -228,6 +430,8 @@ func (e *Emulator) AddApp(a App) error {
 		return err
 	}
 	a.Secrets = slices.Clone(a.Secrets)
+	a.Certificates = slices.Clone(a.Certificates)
+	a.FederatedCredentials = cloneFederated(a.FederatedCredentials)
 	if a.ObjectID == "" {
 		a.ObjectID = derivedObjectID(a.ClientID)
 	}
@@ -280,6 +484,42 @@ var ErrNotRegistered = errors.New("not registered")
 // SetSecrets replaces the secrets of a registered app, e.g. to rotate one.
 func (e *Emulator) SetSecrets(clientID string, secrets ...Secret) error {
 	return e.updateApp("set secrets", clientID, func(a *App) { a.Secrets = slices.Clone(secrets) })
+}
+
+// SetCertificates replaces the certificates registered on an app (their
+// public parts), e.g. to add a renewed certificate beside the old one. It
+// fails when a certificate is nil or has no RSA key.
+func (e *Emulator) SetCertificates(clientID string, certs ...*x509.Certificate) error {
+	if err := problemsError("set certificates", certificateProblems(certs)); err != nil {
+		return err
+	}
+	return e.updateApp("set certificates", clientID, func(a *App) { a.Certificates = slices.Clone(certs) })
+}
+
+// SetFederatedCredentials replaces the federated identity credentials of an
+// app. It fails when one has no issuer URL or no subject.
+func (e *Emulator) SetFederatedCredentials(clientID string, creds ...FederatedCredential) error {
+	var ps []problem
+	for i, f := range creds {
+		for _, p := range f.problems() {
+			ps = append(ps, problem{append([]any{i}, p.path...), p.msg})
+		}
+	}
+	if err := problemsError("set federated credentials", ps); err != nil {
+		return err
+	}
+	return e.updateApp("set federated credentials", clientID, func(a *App) { a.FederatedCredentials = cloneFederated(creds) })
+}
+
+// cloneFederated copies federated credentials deeply enough that the caller
+// may change its slices afterwards.
+func cloneFederated(creds []FederatedCredential) []FederatedCredential {
+	out := slices.Clone(creds)
+	for i := range out {
+		out[i].Audiences = slices.Clone(out[i].Audiences)
+		out[i].Keys = slices.Clone(out[i].Keys)
+	}
+	return out
 }
 
 // SetEnabled turns a registered app's service principal on or off.

@@ -31,6 +31,7 @@ var oidcScopes = []string{"openid", "offline_access", "profile"}
 // tokenRequest is what the token endpoint read from a request.
 type tokenRequest struct {
 	tenant       string // path segment as sent
+	endpoint     string // the token endpoint's URL as the client addressed it
 	form         url.Values
 	clientID     string
 	clientSecret string
@@ -40,7 +41,7 @@ type tokenRequest struct {
 // handleToken serves POST /{tenant}/oauth2/v2.0/token.
 func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	x := e.begin(r)
-	req := tokenRequest{tenant: r.PathValue("tenant")}
+	req := tokenRequest{tenant: r.PathValue("tenant"), endpoint: baseURL(r) + r.URL.EscapedPath()}
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		// An unreadable body leaves the form empty: the answer is then the
@@ -167,7 +168,7 @@ func (e *Emulator) grant(r *http.Request, req tokenRequest) (token string, lifet
 		return fail(errDisabledApp(app))
 	}
 	now := e.now()
-	if ae := e.authenticate(req, app, now); ae != nil {
+	if ae := e.authenticate(req, app, tenant, now); ae != nil {
 		return fail(*ae)
 	}
 	aud, roles, ok := e.lookupResource(resource, app.ClientID)
@@ -222,9 +223,9 @@ func parseScope(scope string) (string, *aadError) {
 
 // authenticate checks the client's credential: a secret, or an assertion
 // (see assertion.go).
-func (e *Emulator) authenticate(req tokenRequest, app App, now time.Time) *aadError {
+func (e *Emulator) authenticate(req tokenRequest, app App, tenant Tenant, now time.Time) *aadError {
 	if req.form.Has("client_assertion") {
-		return e.authenticateAssertion(req, app)
+		return e.authenticateAssertion(req, app, tenant, req.endpoint, now)
 	}
 	if req.clientSecret == "" {
 		ae := errMissingCredential()
