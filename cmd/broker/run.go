@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/entrabroker/broker/internal/config"
+	"github.com/entrabroker/broker/internal/proxy"
 	"github.com/entrabroker/broker/internal/version"
 )
 
@@ -78,7 +79,14 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	if err := errors.Join(envErr, cfg.Validate(mode)); err != nil {
+	fileErr := cfg.LoadFile()
+	var routesErr error
+	if cfg.RoutesFile != "" {
+		if _, err := proxy.LoadRoutes(cfg.RoutesFile); err != nil {
+			routesErr = fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
+		}
+	}
+	if err := errors.Join(envErr, fileErr, routesErr, cfg.Validate(mode)); err != nil {
 		return cfg, configError{err}
 	}
 	return cfg, nil

@@ -114,8 +114,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("listening",
 		zap.String("api", listenURL(apiLn)), zap.String("ops", listenURL(opsLn)),
-		zap.String("version", version.String()), zap.String("tenant_id", cfg.TenantID),
-		zap.String("client_id", cfg.ClientID), zap.String("authority", b.identity.Authority))
+		zap.String("version", version.String()), zap.String("tenant_id", b.identities[0].TenantID),
+		zap.String("client_id", b.identities[0].ClientID), zap.String("authority", b.identities[0].Authority),
+		zap.Int("identities", len(b.identities)))
 	if hook, ok := ctx.Value(listenHookKey{}).(listenHook); ok {
 		hook(apiLn.Addr(), opsLn.Addr())
 	}
@@ -125,6 +126,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	g.Go(func() error { return serveHTTP(api, apiLn) })
 	g.Go(func() error { return serveHTTP(ops, opsLn) })
+	g.Go(func() error {
+		t := time.NewTicker(expiryCheckInterval)
+		defer t.Stop()
+		watchExpiry(ctx, log.Named("credential"), b.expiring, time.Now, t.C)
+		return nil
+	})
 	if len(b.prefetch) > 0 {
 		g.Go(func() error {
 			b.cache.Prefetch(ctx, b.prefetch...)
@@ -157,7 +164,12 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 type broker struct {
 	cache    *cache.Cache
 	api, ops http.Handler
-	identity httpapi.Identity
+	// identities are the identities served; the first is the default.
+	identities []httpapi.Identity
+	// routes are the proxy's routes, built-in and custom.
+	routes []proxy.Route
+	// expiring are the identities' credentials, for the expiry warnings.
+	expiring []expiringIdentity
 	prefetch []cache.Key
 }
 
@@ -174,48 +186,47 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cred azure.Credential
-	if cfg.ClientSecretFile != "" {
-		cred = azure.SecretFileCredential(cfg.ClientSecretFile, nil)
-	} else {
-		cred = azure.SecretCredential(cfg.ClientSecret)
+	srcs := sources{}
+	var ids []httpapi.Identity
+	var prefetch []cache.Key
+	var expiring []expiringIdentity
+	for _, spec := range identitySpecs(cfg) {
+		client, cred, err := spec.client(cfg, cloud, log.Named("azure").With(zap.String("identity", spec.name)))
+		if err != nil {
+			return nil, err
+		}
+		id := httpapi.Identity{
+			Name:       spec.name,
+			Authority:  client.Authority(),
+			TenantID:   client.TenantID(),
+			ClientID:   client.ClientID(),
+			ObjectID:   spec.objectID,
+			ResourceID: spec.resourceID,
+		}
+		for _, s := range spec.allowed {
+			n, err := normalizeConfigScope(spec.allowedKey, s)
+			if err != nil {
+				return nil, err
+			}
+			id.AllowedScopes = append(id.AllowedScopes, n)
+		}
+		for _, s := range spec.prefetch {
+			n, err := normalizeConfigScope(spec.prefetchKey, s)
+			if err != nil {
+				return nil, err
+			}
+			id.PrefetchScopes = append(id.PrefetchScopes, n)
+			prefetch = append(prefetch, id.Key(n))
+		}
+		srcs[id.Key("")] = client
+		ids = append(ids, id)
+		expiring = append(expiring, expiringIdentity{name: spec.name, cred: cred, secretExpiresOn: spec.secretExpiresOn})
 	}
-	client, err := azure.New(azure.Config{
-		Cloud:         cloud,
-		AuthorityHost: cfg.AuthorityHost,
-		TenantID:      cfg.TenantID,
-		ClientID:      cfg.ClientID,
-		Credential:    cred,
-		Logger:        log.Named("azure"),
-	})
-	if err != nil {
+	if err := registerCredentialExpiry(reg, expiring); err != nil {
 		return nil, err
 	}
-	id := httpapi.Identity{
-		Name:      "default",
-		Authority: client.Authority(),
-		TenantID:  client.TenantID(),
-		ClientID:  client.ClientID(),
-	}
-	for _, s := range cfg.AllowedScopes {
-		n, err := normalizeConfigScope("BROKER_ALLOWED_SCOPES", s)
-		if err != nil {
-			return nil, err
-		}
-		id.AllowedScopes = append(id.AllowedScopes, n)
-	}
-	var prefetchScopes []string
-	var prefetch []cache.Key
-	for _, s := range cfg.PrefetchScopes {
-		n, err := normalizeConfigScope("BROKER_PREFETCH_SCOPES", s)
-		if err != nil {
-			return nil, err
-		}
-		prefetchScopes = append(prefetchScopes, n)
-		prefetch = append(prefetch, id.Key(n))
-	}
 
-	c, err := cache.New(sources{id.Key(""): client}, cache.Options{
+	c, err := cache.New(srcs, cache.Options{
 		Size:       cfg.CacheSize,
 		Registerer: reg,
 		Logger:     log,
@@ -228,6 +239,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	if cfg.LogAnalyticsEndpoint != "" {
 		u, err := url.Parse(cfg.LogAnalyticsEndpoint)
 		if err != nil {
+			_ = c.Close()
 			return nil, fmt.Errorf("BROKER_LOGANALYTICS_ENDPOINT: %w", err)
 		}
 		for i := range routes {
@@ -236,9 +248,17 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 			}
 		}
 	}
+	if cfg.RoutesFile != "" {
+		custom, err := proxy.LoadRoutes(cfg.RoutesFile)
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
+		}
+		routes = append(routes, custom...)
+	}
 	px, err := proxy.New(proxy.Options{
 		Routes:       routes,
-		Tokens:       httpapi.NewBearer(c, id, nil),
+		Tokens:       httpapi.NewBearer(c, ids[0], nil),
 		MaxBodyBytes: cfg.ProxyMaxBodyBytes,
 		Logger:       log,
 		Registerer:   reg,
@@ -254,11 +274,10 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	}
 	api, ops, err := httpapi.New(httpapi.Options{
 		Cache:          c,
-		Identities:     []httpapi.Identity{id},
+		Identities:     ids,
 		IdentityHeader: cfg.IdentityHeader,
 		Proxy:          px,
 		ListenHost:     listenHost,
-		PrefetchScopes: prefetchScopes,
 		Logger:         log.Named("http"),
 		Registerer:     reg,
 		Gatherer:       reg,
@@ -267,7 +286,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		_ = c.Close()
 		return nil, err
 	}
-	return &broker{cache: c, api: api, ops: ops, identity: id, prefetch: prefetch}, nil
+	return &broker{cache: c, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
 }
 
 // cloudRoutes are the built-in proxy routes with the cloud's endpoints and

@@ -23,8 +23,9 @@ const tokenTimeout = 30 * time.Second
 // the broker's configuration. On failure it prints the explanation and the
 // hint on stderr and returns an error (exit status 1).
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var scope, resource string
+	var scope, resource, identity string
 	cfg, err := loadConfig("token", args, getenv, stderr, config.Serve, func(fs *flag.FlagSet) {
+		fs.StringVar(&identity, "identity", "", "the identity to use, by name or client ID (default: the first, the environment's when set)")
 		fs.StringVar(&scope, "scope", "", "scope to get a token for, e.g. https://api.loganalytics.io/.default")
 		fs.StringVar(&resource, "resource", "", "resource to get a token for, e.g. https://api.loganalytics.io")
 	})
@@ -44,28 +45,21 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return explain(stderr, err)
 	}
-	cloud, err := azure.CloudByName(cfg.Cloud)
+	spec, err := pickIdentity(cfg, identity)
 	if err != nil {
 		return err
 	}
-	cred := azure.SecretCredential(cfg.ClientSecret)
-	if cfg.ClientSecretFile != "" {
-		cred = azure.SecretFileCredential(cfg.ClientSecretFile, nil)
+	cloud, err := azure.CloudByName(cfg.Cloud)
+	if err != nil {
+		return err
 	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
 	}
-	client, err := azure.New(azure.Config{
-		Cloud:         cloud,
-		AuthorityHost: cfg.AuthorityHost,
-		TenantID:      cfg.TenantID,
-		ClientID:      cfg.ClientID,
-		Credential:    cred,
-		Logger:        log.Named("azure").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
-	})
+	client, _, err := spec.client(cfg, cloud, log.Named("azure").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	if err != nil {
-		return err
+		return explain(stderr, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, tokenTimeout)
 	defer cancel()

@@ -31,6 +31,25 @@ type Config struct {
 	// ClientSecretFile is a file holding the secret (AZURE_CLIENT_SECRET_FILE),
 	// re-read when it changes.
 	ClientSecretFile string
+	// ClientSecretExpiresOn is when the client secret expires
+	// (BROKER_CLIENT_SECRET_EXPIRES_ON, a date such as 2027-05-01), for the
+	// credential-expiry metric and warning; zero means unknown.
+	ClientSecretExpiresOn time.Time
+	// ClientCertificatePath is a PEM or PKCS#12 file holding the client
+	// certificate and its private key (AZURE_CLIENT_CERTIFICATE_PATH),
+	// re-read when it changes.
+	ClientCertificatePath string
+	// ClientCertificatePassword decrypts a PKCS#12 certificate file
+	// (AZURE_CLIENT_CERTIFICATE_PASSWORD). Secret.
+	ClientCertificatePassword string
+	// SendCertificateChain adds the certificate chain (x5c) to every client
+	// assertion, for subject name and issuer authentication
+	// (AZURE_CLIENT_SEND_CERTIFICATE_CHAIN).
+	SendCertificateChain bool
+	// FederatedTokenFile is a file holding a federated token, such as a
+	// Kubernetes projected service account token (AZURE_FEDERATED_TOKEN_FILE),
+	// sent as the client assertion and re-read when it changes.
+	FederatedTokenFile string
 	// AuthorityHost overrides the cloud's Entra host (AZURE_AUTHORITY_HOST).
 	AuthorityHost string
 	// Cloud names the Azure cloud (AZURE_CLOUD): AzurePublic (default),
@@ -51,6 +70,14 @@ type Config struct {
 	PrefetchScopes []string
 	// AllowedScopes, when not empty, are the only scopes served (BROKER_ALLOWED_SCOPES).
 	AllowedScopes []string
+	// ConfigFile is a YAML file naming more identities (BROKER_CONFIG); see
+	// LoadFile. Empty means none.
+	ConfigFile string
+	// Identities are the identities of ConfigFile, filled by LoadFile.
+	Identities []Identity
+	// RoutesFile is a YAML file of custom proxy routes (BROKER_ROUTES_FILE),
+	// read by the proxy package. Empty means the built-in routes only.
+	RoutesFile string
 
 	// LogLevel is debug, info, warn or error (BROKER_LOG_LEVEL).
 	LogLevel string
@@ -82,7 +109,7 @@ func Default() Config {
 // setting is one configuration knob: its variable, its flag and how to set it.
 type setting struct {
 	env, flag, usage string
-	secret           bool
+	secret, isBool   bool
 	get              func(*Config) string
 	set              func(*Config, string) error
 }
@@ -113,6 +140,31 @@ var settings = func() []setting {
 		{env: "AZURE_CLIENT_SECRET", secret: true, get: func(c *Config) string { return c.ClientSecret },
 			set: func(c *Config, v string) error { c.ClientSecret = strings.TrimRight(v, "\r\n"); return nil }},
 		s("AZURE_CLIENT_SECRET_FILE", "client-secret-file", "file holding the client secret's value (re-read when it changes)", false, func(c *Config) *string { return &c.ClientSecretFile }),
+		{env: "BROKER_CLIENT_SECRET_EXPIRES_ON", flag: "client-secret-expires-on", usage: "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
+			get: func(c *Config) string { return formatDate(c.ClientSecretExpiresOn) },
+			set: func(c *Config, v string) error {
+				t, err := ParseDate(v)
+				if err != nil {
+					return fmt.Errorf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q %v", v, err)
+				}
+				c.ClientSecretExpiresOn = t
+				return nil
+			}},
+		s("AZURE_CLIENT_CERTIFICATE_PATH", "client-certificate-path", "PEM or PKCS#12 file holding the client certificate and its private key (re-read when it changes)", false, func(c *Config) *string { return &c.ClientCertificatePath }),
+		// The password has no flag: a flag would show it in the process list.
+		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", secret: true, get: func(c *Config) string { return c.ClientCertificatePassword },
+			set: func(c *Config, v string) error { c.ClientCertificatePassword = v; return nil }},
+		{env: "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", flag: "client-send-certificate-chain", isBool: true, usage: "send the certificate chain (x5c) with each assertion, for subject name and issuer authentication",
+			get: func(c *Config) string { return strconv.FormatBool(c.SendCertificateChain) },
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=%q is not a boolean: use true or false", v)
+				}
+				c.SendCertificateChain = b
+				return nil
+			}},
+		s("AZURE_FEDERATED_TOKEN_FILE", "federated-token-file", "file holding a federated token, e.g. the projected service account token of AKS workload identity (re-read when it changes)", false, func(c *Config) *string { return &c.FederatedTokenFile }),
 		s("AZURE_AUTHORITY_HOST", "authority-host", "Entra ID host, e.g. https://login.microsoftonline.com (default: the cloud's)", false, func(c *Config) *string { return &c.AuthorityHost }),
 		s("AZURE_CLOUD", "cloud", "Azure cloud: AzurePublic, AzureUSGovernment or AzureChina", false, func(c *Config) *string { return &c.Cloud }),
 		s("BROKER_LISTEN", "listen", "API listener: host:port or unix:///path", false, func(c *Config) *string { return &c.Listen }),
@@ -122,6 +174,8 @@ var settings = func() []setting {
 		s("BROKER_LOGANALYTICS_ENDPOINT", "loganalytics-endpoint", "upstream of /proxy/loganalytics/ (default: the cloud's Log Analytics endpoint)", false, func(c *Config) *string { return &c.LogAnalyticsEndpoint }),
 		l("BROKER_PREFETCH_SCOPES", "prefetch-scopes", "comma-separated scopes fetched at start and kept warm; /readyz waits for them", func(c *Config) *[]string { return &c.PrefetchScopes }),
 		l("BROKER_ALLOWED_SCOPES", "allowed-scopes", "comma-separated scopes; when set, any other scope is refused", func(c *Config) *[]string { return &c.AllowedScopes }),
+		s("BROKER_CONFIG", "config", "YAML file naming more identities", false, func(c *Config) *string { return &c.ConfigFile }),
+		s("BROKER_ROUTES_FILE", "routes-file", "YAML file of custom proxy routes (name, upstream, scope)", false, func(c *Config) *string { return &c.RoutesFile }),
 		s("BROKER_LOG_LEVEL", "log-level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		s("BROKER_LOG_FORMAT", "log-format", "json or console", false, func(c *Config) *string { return &c.LogFormat }),
 		{env: "BROKER_CACHE_SIZE", flag: "cache-size", usage: "maximum number of cached tokens",
@@ -190,9 +244,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		if s.flag == "" {
 			continue
 		}
-		fs.Func(s.flag, s.usage+" (env "+s.env+", default "+strconv.Quote(s.get(c))+")", func(v string) error {
-			return s.set(c, v)
-		})
+		usage := s.usage + " (env " + s.env + ", default " + strconv.Quote(s.get(c)) + ")"
+		set := func(v string) error { return s.set(c, v) }
+		if s.isBool {
+			fs.BoolFunc(s.flag, usage, set)
+			continue
+		}
+		fs.Func(s.flag, usage, set)
 	}
 }
 
@@ -245,30 +303,15 @@ func (c Config) Validate(mode Mode) error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if mode == Serve {
-		switch {
-		case c.TenantID == "":
-			add("AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page")
-		case c.TenantID == "common" || c.TenantID == "organizations" || c.TenantID == "consumers":
-			add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
-		case !guidRE.MatchString(c.TenantID) && !domainRE.MatchString(c.TenantID):
-			add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
-		}
-		switch {
-		case c.ClientID == "":
-			add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
-		case !guidRE.MatchString(c.ClientID):
-			add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
-		}
-		switch {
-		case c.ClientSecret == "" && c.ClientSecretFile == "":
-			add("no credential: set AZURE_CLIENT_SECRET to the client secret's Value (shown once when the secret is created under Certificates & secrets), or AZURE_CLIENT_SECRET_FILE to a file holding it")
-		case c.ClientSecret != "" && c.ClientSecretFile != "":
-			add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
-		case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
-			add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
+	if mode == Serve && (c.ConfigFile == "" || c.envIdentitySet()) {
+		for _, e := range c.envIdentityProblems() {
+			errs = append(errs, e)
 		}
 	}
+	if mode == Serve && c.ConfigFile != "" && !c.envIdentitySet() && len(c.Identities) == 0 {
+		add("no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set: fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential", c.ConfigFile)
+	}
+	errs = append(errs, c.identitiesProblems()...)
 
 	switch strings.ToLower(c.Cloud) {
 	case "azurepublic", "azurecloud", "public", "azureusgovernment", "azureusgovernmentcloud", "usgovernment", "azurechina", "azurechinacloud", "china":
@@ -296,7 +339,7 @@ func (c Config) Validate(mode Mode) error {
 	}
 	checkScopes := func(env string, items []string) {
 		for _, s := range items {
-			if strings.ContainsAny(s, " \t") || !strings.Contains(s, "://") {
+			if !scopeLike(s) {
 				add("%s item %q is not a scope or resource URI: write items like https://api.loganalytics.io/.default", env, s)
 			}
 		}
@@ -330,6 +373,109 @@ func (c Config) Validate(mode Mode) error {
 		add("BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// envIdentitySet reports whether any setting of the identity from the
+// environment is set, so that it is in use.
+func (c Config) envIdentitySet() bool {
+	return c.TenantID != "" || c.ClientID != "" || len(c.envCredentials()) > 0
+}
+
+// envCredentials names the credential variables that are set.
+func (c Config) envCredentials() []string {
+	var set []string
+	for _, v := range []struct {
+		name string
+		on   bool
+	}{
+		{"AZURE_CLIENT_SECRET", c.ClientSecret != ""},
+		{"AZURE_CLIENT_SECRET_FILE", c.ClientSecretFile != ""},
+		{"AZURE_CLIENT_CERTIFICATE_PATH", c.ClientCertificatePath != ""},
+		{"AZURE_FEDERATED_TOKEN_FILE", c.FederatedTokenFile != ""},
+	} {
+		if v.on {
+			set = append(set, v.name)
+		}
+	}
+	return set
+}
+
+// envIdentityProblems checks the identity from the environment: the app
+// registration and exactly one credential.
+func (c Config) envIdentityProblems() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch {
+	case c.TenantID == "":
+		add("AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page")
+	case c.TenantID == "common" || c.TenantID == "organizations" || c.TenantID == "consumers":
+		add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
+	case !guidRE.MatchString(c.TenantID) && !domainRE.MatchString(c.TenantID):
+		add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
+	}
+	switch {
+	case c.ClientID == "":
+		add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
+	case !guidRE.MatchString(c.ClientID):
+		add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
+	}
+	creds := c.envCredentials()
+	switch {
+	case len(creds) == 0:
+		add("no credential: set one of AZURE_CLIENT_SECRET (the client secret's Value, shown once when the secret is created under Certificates & secrets), AZURE_CLIENT_SECRET_FILE (a file holding it), AZURE_CLIENT_CERTIFICATE_PATH (a certificate and its key) or AZURE_FEDERATED_TOKEN_FILE (workload identity)")
+	case len(creds) == 2 && creds[0] == "AZURE_CLIENT_SECRET" && creds[1] == "AZURE_CLIENT_SECRET_FILE":
+		add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
+	case len(creds) > 1:
+		add("%s are all set, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", joinAnd(creds))
+	case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
+		add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
+	case c.FederatedTokenFile != "" && !federatedTokenSupported:
+		add("AZURE_FEDERATED_TOKEN_FILE is not supported by this build yet: use AZURE_CLIENT_CERTIFICATE_PATH or AZURE_CLIENT_SECRET_FILE")
+	}
+	if c.ClientCertificatePath == "" {
+		if c.ClientCertificatePassword != "" {
+			add("AZURE_CLIENT_CERTIFICATE_PASSWORD is set but AZURE_CLIENT_CERTIFICATE_PATH is not: set the path of the PKCS#12 file, or drop the password")
+		}
+		if c.SendCertificateChain {
+			add("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not: the chain is sent only with a certificate credential")
+		}
+	}
+	if !c.ClientSecretExpiresOn.IsZero() && c.ClientSecret == "" && c.ClientSecretFile == "" {
+		add("BROKER_CLIENT_SECRET_EXPIRES_ON is set but no client secret is: it describes AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE (a certificate's expiry is read from the certificate)")
+	}
+	return errs
+}
+
+// federatedTokenSupported says whether this build can use a federated token
+// file as a credential; until it can, Validate refuses one rather than
+// ignore it.
+const federatedTokenSupported = false
+
+// joinAnd joins names as "A, B and C".
+func joinAnd(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// ParseDate parses an expiry date: 2006-01-02 (midnight UTC) or RFC 3339.
+func ParseDate(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, errors.New("is not a date: write it like 2027-05-01 or 2027-05-01T12:00:00Z")
+}
+
+func formatDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func checkURL(raw string) error {

@@ -54,7 +54,10 @@ func TestFromEnvAndFlags(t *testing.T) {
 	if err := c.Validate(Serve); err != nil {
 		t.Errorf("Validate = %v, want nil", err)
 	}
-	if fs.Lookup("client-secret") != nil || fs.Lookup("identity-header") != nil {
+	if err := fs.Parse([]string{"--client-send-certificate-chain"}); err != nil || !c.SendCertificateChain {
+		t.Errorf("--client-send-certificate-chain alone = %v, %v; want a boolean flag that sets it", c.SendCertificateChain, err)
+	}
+	if fs.Lookup("client-secret") != nil || fs.Lookup("identity-header") != nil || fs.Lookup("client-certificate-password") != nil {
 		t.Error("a secret has a flag; it would show in the process list")
 	}
 }
@@ -70,7 +73,21 @@ func TestValidate(t *testing.T) {
 		{"empty serve", nil, Serve, []string{
 			"AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page",
 			"AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page",
-			"no credential: set AZURE_CLIENT_SECRET to the client secret's Value (shown once when the secret is created under Certificates & secrets), or AZURE_CLIENT_SECRET_FILE to a file holding it",
+			"no credential: set one of AZURE_CLIENT_SECRET (the client secret's Value, shown once when the secret is created under Certificates & secrets), AZURE_CLIENT_SECRET_FILE (a file holding it), AZURE_CLIENT_CERTIFICATE_PATH (a certificate and its key) or AZURE_FEDERATED_TOKEN_FILE (workload identity)",
+		}},
+		{"certificate", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "true"}, Serve, nil},
+		{"three credentials", append(valid(), "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "AZURE_FEDERATED_TOKEN_FILE", "/t"), Serve, []string{
+			"AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH and AZURE_FEDERATED_TOKEN_FILE are all set, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)",
+		}},
+		{"federated token not yet", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"}, Serve, []string{
+			"AZURE_FEDERATED_TOKEN_FILE is not supported by this build yet: use AZURE_CLIENT_CERTIFICATE_PATH or AZURE_CLIENT_SECRET_FILE",
+		}},
+		{"certificate options without a certificate", append(valid(), "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "1", "BROKER_CLIENT_SECRET_EXPIRES_ON", "2027-05-01"), Serve, []string{
+			"AZURE_CLIENT_CERTIFICATE_PASSWORD is set but AZURE_CLIENT_CERTIFICATE_PATH is not: set the path of the PKCS#12 file, or drop the password",
+			"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not: the chain is sent only with a certificate credential",
+		}},
+		{"secret expiry without a secret", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "BROKER_CLIENT_SECRET_EXPIRES_ON", "2027-05-01"}, Serve, []string{
+			"BROKER_CLIENT_SECRET_EXPIRES_ON is set but no client secret is: it describes AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE (a certificate's expiry is read from the certificate)",
 		}},
 		{"empty demo", nil, Demo, nil},
 		{"common tenant", []string{"AZURE_TENANT_ID", "common", "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET", "x"}, Serve, []string{
@@ -125,8 +142,11 @@ func TestValidate(t *testing.T) {
 func TestFromEnvParseErrors(t *testing.T) {
 	t.Parallel()
 	c := Default()
-	err := c.FromEnv(env("BROKER_CACHE_SIZE", "many", "BROKER_SHUTDOWN_TIMEOUT", "soon"))
-	want := `BROKER_CACHE_SIZE="many" is not a whole number: set a number of tokens such as 1024` + "\n" +
+	err := c.FromEnv(env("BROKER_CACHE_SIZE", "many", "BROKER_SHUTDOWN_TIMEOUT", "soon",
+		"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "yes please", "BROKER_CLIENT_SECRET_EXPIRES_ON", "next May"))
+	want := `BROKER_CLIENT_SECRET_EXPIRES_ON="next May" is not a date: write it like 2027-05-01 or 2027-05-01T12:00:00Z` + "\n" +
+		`AZURE_CLIENT_SEND_CERTIFICATE_CHAIN="yes please" is not a boolean: use true or false` + "\n" +
+		`BROKER_CACHE_SIZE="many" is not a whole number: set a number of tokens such as 1024` + "\n" +
 		`BROKER_SHUTDOWN_TIMEOUT="soon" is not a duration: write it like 15s or 1m`
 	if err == nil || err.Error() != want {
 		t.Errorf("FromEnv error = %v, want %q", err, want)
@@ -136,9 +156,9 @@ func TestFromEnvParseErrors(t *testing.T) {
 func TestStringRedactsSecrets(t *testing.T) {
 	t.Parallel()
 	c := Default()
-	_ = c.FromEnv(env("AZURE_CLIENT_SECRET", "super-secret-value", "BROKER_IDENTITY_HEADER", "header-secret"))
+	_ = c.FromEnv(env("AZURE_CLIENT_SECRET", "super-secret-value", "BROKER_IDENTITY_HEADER", "header-secret", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pfx-password"))
 	s := c.String()
-	for _, secret := range []string{"super-secret-value", "header-secret"} {
+	for _, secret := range []string{"super-secret-value", "header-secret", "pfx-password"} {
 		if strings.Contains(s, secret) {
 			t.Errorf("String() = %q contains a secret", s)
 		}
@@ -153,7 +173,9 @@ func TestEnvNames(t *testing.T) {
 	names := EnvNames()
 	for _, want := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET_FILE",
 		"AZURE_AUTHORITY_HOST", "BROKER_LISTEN", "BROKER_OPS_LISTEN", "BROKER_IDENTITY_HEADER",
-		"BROKER_LOGANALYTICS_ENDPOINT", "BROKER_PREFETCH_SCOPES", "BROKER_ALLOWED_SCOPES", "BROKER_LOG_LEVEL", "BROKER_LOG_FORMAT"} {
+		"BROKER_LOGANALYTICS_ENDPOINT", "BROKER_PREFETCH_SCOPES", "BROKER_ALLOWED_SCOPES", "BROKER_LOG_LEVEL", "BROKER_LOG_FORMAT",
+		"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+		"AZURE_FEDERATED_TOKEN_FILE", "BROKER_CONFIG", "BROKER_ROUTES_FILE", "BROKER_CLIENT_SECRET_EXPIRES_ON"} {
 		found := false
 		for _, n := range names {
 			found = found || n == want

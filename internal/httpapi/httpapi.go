@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,10 +37,21 @@ type Identity struct {
 	// the environment.
 	Name string
 	// Authority, TenantID and ClientID form the first part of its cache keys.
+	// The ClientID is what /token?client_id= and the managed-identity
+	// selector client_id match (case-insensitively).
 	Authority, TenantID, ClientID string
+	// ObjectID, when set, is what the managed-identity selectors object_id
+	// and principal_id match (case-insensitively); empty matches nothing.
+	ObjectID string
+	// ResourceID, when set, is what the managed-identity selectors mi_res_id
+	// and msi_res_id match (case-insensitively); empty matches nothing.
+	ResourceID string
 	// AllowedScopes, when not empty, are the only normalized scopes served
 	// for this identity.
 	AllowedScopes []string
+	// PrefetchScopes are the normalized scopes of this identity that /readyz
+	// requires to hold a servable token.
+	PrefetchScopes []string
 }
 
 // Key returns the cache key of scope (already normalized) for id.
@@ -50,6 +62,14 @@ func (id *Identity) Key(scope string) cache.Key {
 // allows reports whether id may be served scope.
 func (id *Identity) allows(scope string) bool {
 	return len(id.AllowedScopes) == 0 || slices.Contains(id.AllowedScopes, scope)
+}
+
+// allowedSetting names where id's allowed scopes are configured, for hints.
+func (id *Identity) allowedSetting() string {
+	if id.Name == "" || id.Name == "default" {
+		return "BROKER_ALLOWED_SCOPES"
+	}
+	return "the allowed_scopes of identity " + strconv.Quote(id.Name) + " in BROKER_CONFIG"
 }
 
 // Options configures the routers. Cache and at least one Identity are required.
@@ -67,8 +87,9 @@ type Options struct {
 	// ListenHost is the host the API listener was configured with; requests
 	// naming it in Host pass the DNS-rebinding guard beside loopback names.
 	ListenHost string
-	// PrefetchScopes are the normalized scopes of the default identity that
-	// /readyz requires to hold a servable token.
+	// PrefetchScopes are more normalized scopes of the default identity that
+	// /readyz requires to hold a servable token, beside each identity's own
+	// Identity.PrefetchScopes.
 	PrefetchScopes []string
 	// Logger receives the access log and errors; nil discards.
 	Logger *zap.Logger
@@ -86,6 +107,8 @@ type server struct {
 	log     *zap.Logger
 	now     func() time.Time
 	metrics *metrics
+	// prefetch is what /readyz checks.
+	prefetch []prefetched
 }
 
 func newServer(opts Options) (*server, error) {
@@ -95,7 +118,9 @@ func newServer(opts Options) (*server, error) {
 	if len(opts.Identities) == 0 {
 		return nil, errors.New("httpapi: no identity")
 	}
-	s := &server{opts: opts, log: opts.Logger, now: opts.Now}
+	// The identities are copied: the handlers keep pointers into them.
+	opts.Identities = slices.Clone(opts.Identities)
+	s := &server{opts: opts, log: opts.Logger, now: opts.Now, prefetch: prefetchList(opts)}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -125,8 +150,15 @@ func (s *server) identity(clientID string) *Identity {
 	if clientID == "" {
 		return &s.opts.Identities[0]
 	}
+	return s.find(func(id *Identity) string { return id.ClientID }, clientID)
+}
+
+// find returns the first identity whose field (as field returns it) equals
+// value case-insensitively; nil when none does. An empty field never
+// matches.
+func (s *server) find(field func(*Identity) string, value string) *Identity {
 	for i := range s.opts.Identities {
-		if strings.EqualFold(s.opts.Identities[i].ClientID, clientID) {
+		if f := field(&s.opts.Identities[i]); f != "" && strings.EqualFold(f, value) {
 			return &s.opts.Identities[i]
 		}
 	}

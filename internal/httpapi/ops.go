@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/entrabroker/broker/internal/azure"
+	"github.com/entrabroker/broker/internal/cache"
 )
 
 // healthz answers 200 while the process serves HTTP.
@@ -24,6 +25,7 @@ type readiness struct {
 }
 
 type scopeStatus struct {
+	Identity    string `json:"identity"`
 	Scope       string `json:"scope"`
 	Ready       bool   `json:"ready"`
 	ExpiresOn   int64  `json:"expires_on,omitempty"`
@@ -34,19 +36,20 @@ type scopeStatus struct {
 	NextAttempt string `json:"next_attempt,omitempty"`
 }
 
-// readyz answers 200 only when every prefetch scope holds a servable token;
-// the body says, per scope, whether it is ready and why not.
+// readyz answers 200 only when every prefetch scope of every identity holds
+// a servable token; the body says, per identity and scope, whether it is
+// ready and why not.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	id := &s.opts.Identities[0]
 	body := readiness{Ready: true, Scopes: []scopeStatus{}}
-	for _, scope := range s.opts.PrefetchScopes {
+	for _, p := range s.prefetch {
+		id, scope := p.id, p.scope
 		st := s.opts.Cache.Status(id.Key(scope))
-		ss := scopeStatus{Scope: scope, Ready: st.Servable}
+		ss := scopeStatus{Identity: id.Name, Scope: scope, Ready: st.Servable}
 		if st.Servable {
 			ss.ExpiresOn = st.ExpiresOn.Unix()
 		} else {
 			body.Ready = false
-			body.Missing = append(body.Missing, scope)
+			body.Missing = append(body.Missing, missingName(id, scope))
 			var ae *azure.Error
 			switch {
 			case errors.As(st.Err, &ae):
@@ -73,4 +76,41 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// prefetched is one scope /readyz waits for.
+type prefetched struct {
+	id    *Identity
+	scope string
+}
+
+// prefetchList is what /readyz checks: Options.PrefetchScopes for the
+// default identity, then every identity's own, without repeats.
+func prefetchList(opts Options) []prefetched {
+	var out []prefetched
+	seen := map[cache.Key]bool{}
+	add := func(id *Identity, scope string) {
+		if k := id.Key(scope); !seen[k] {
+			seen[k] = true
+			out = append(out, prefetched{id, scope})
+		}
+	}
+	for _, scope := range opts.PrefetchScopes {
+		add(&opts.Identities[0], scope)
+	}
+	for i := range opts.Identities {
+		for _, scope := range opts.Identities[i].PrefetchScopes {
+			add(&opts.Identities[i], scope)
+		}
+	}
+	return out
+}
+
+// missingName is how /readyz lists a missing scope: the scope alone for the
+// default identity (as before there were several), "name: scope" for others.
+func missingName(id *Identity, scope string) string {
+	if id.Name == "" || id.Name == "default" {
+		return scope
+	}
+	return id.Name + ": " + scope
 }

@@ -37,7 +37,7 @@ func (s *server) serve(r *http.Request, id *Identity, scope string) (served, res
 			Status:      http.StatusForbidden,
 			Code:        "scope_not_allowed",
 			Description: "The broker is configured not to serve tokens for " + scope + ".",
-			Hint:        "Ask for one of the allowed scopes (" + strings.Join(id.AllowedScopes, ", ") + "), or add this one to BROKER_ALLOWED_SCOPES.",
+			Hint:        "Ask for one of the allowed scopes (" + strings.Join(id.AllowedScopes, ", ") + "), or add this one to " + id.allowedSetting() + ".",
 		}
 	}
 	res, err := s.opts.Cache.Get(r.Context(), id.Key(scope))
@@ -352,15 +352,21 @@ func (s *server) selectIdentity(q url.Values) (*Identity, error) {
 			name, value = k, v
 		}
 	}
+	var id *Identity
 	switch name {
 	case "":
 		return &s.opts.Identities[0], nil
 	case "client_id":
-		if id := s.identity(value); id != nil {
-			return id, nil
-		}
+		id = s.identity(value)
+	case "object_id", "principal_id":
+		id = s.find(func(id *Identity) string { return id.ObjectID }, value)
+	case "mi_res_id", "msi_res_id":
+		id = s.find(func(id *Identity) string { return id.ResourceID }, value)
 	}
-	return nil, identityNotFound(value)
+	if id == nil {
+		return nil, identityNotFound(value)
+	}
+	return id, nil
 }
 
 func identityNotFound(value string) *httperr.Error {
@@ -369,7 +375,7 @@ func identityNotFound(value string) *httperr.Error {
 	}
 	return badRequest("identity_not_found",
 		"No identity held by the broker matches "+strconv.Quote(value)+".",
-		"Select an identity by its Application (client) ID, or send no selector to use the broker's default identity. In the app's environment, leave AZURE_CLIENT_ID unset or set it to an ID the broker holds: DefaultAzureCredential forwards it as client_id.")
+		"Select an identity by its Application (client) ID (or by the object_id or resource_id the broker's configuration file gives it), or send no selector to use the broker's default identity. In the app's environment, leave AZURE_CLIENT_ID unset or set it to an ID the broker holds: DefaultAzureCredential forwards it as client_id.")
 }
 
 // writeToken sends a token body with the headers every token answer has.
