@@ -118,6 +118,33 @@ func (d *demoEnv) printWelcome(w io.Writer, api, ops net.Listener, cfg config.Co
 	_ = welcome.Execute(w, data)
 }
 
+// newEmulator builds the emulated cloud for `broker emulator`: the
+// registrations of configFile, or the demo registration when there is none.
+// The demo workspace is served to the demo app whenever the demo
+// registration is present.
+func newEmulator(configFile string, lifetime time.Duration, log *zap.Logger) (*emulator.Azure, error) {
+	cfg := emulator.Config{Demo: true}
+	if configFile != "" {
+		var err error
+		if cfg, err = emulator.LoadConfig(configFile); err != nil {
+			return nil, err
+		}
+	}
+	if lifetime == 0 {
+		lifetime = cfg.TokenLifetime
+	}
+	az := emulator.NewAzure(emulator.Options{TokenLifetime: lifetime, Logger: log})
+	if err := az.Entra.Register(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Demo {
+		if err := az.LogAnalytics.AddDemo(emulator.DemoClientID); err != nil {
+			return nil, err
+		}
+	}
+	return az, nil
+}
+
 // runEmulator runs the emulated Entra ID and Log Analytics alone, for any
 // client (an Azure SDK, curl, another broker) to point at.
 func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -125,7 +152,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.SetOutput(stderr)
 	listenAddr := fs.String("listen", "127.0.0.1:8500", "address to listen on")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate (the Azure SDKs require https for the authority); its PEM is printed")
-	lifetime := fs.Duration("token-lifetime", emulator.DefaultTokenLifetime, "lifetime of the access tokens issued")
+	lifetime := fs.Duration("token-lifetime", 0, "lifetime of the access tokens issued (default: the config file's token_lifetime, else 3599s)")
+	configFile := fs.String("config", "", "YAML registration file (tenants, apps, secrets, resources; demo: true adds the demo registration); without it the demo registration is served")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -139,8 +167,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	az := emulator.NewAzure(emulator.Options{TokenLifetime: *lifetime, Logger: log})
-	if err := az.AddDemo(); err != nil {
+	az, err := newEmulator(*configFile, *lifetime, log)
+	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", *listenAddr)
