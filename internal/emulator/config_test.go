@@ -125,6 +125,17 @@ func TestLoadConfigErrors(t *testing.T) {
 			"bad-resource.yaml:8: resources[1].roles.me: the key is not a client ID (GUID)",
 			"bad-resource.yaml:9: resources[1].roles.6f1c2a9e-2222-4000-8000-000000000002: no app of this file has this client ID",
 		}},
+		{"bad-pem.yaml", []string{
+			"bad-pem.yaml:7: certificates[0]: no PEM CERTIFICATE block",
+			"bad-pem.yaml:8: certificates[1]: a PUBLIC KEY block is not allowed here (want CERTIFICATE)",
+			"bad-pem.yaml:15: keys: a PUBLIC KEY block is not a PKIX public key",
+		}},
+		{"bad-credentials.yaml", []string{
+			"bad-credentials.yaml:7: apps[0].certificates[0]: its key is ECDSA; certificate credentials need RSA",
+			`bad-credentials.yaml:19: apps[0].federated_credentials[0].issuer: "kubernetes.default.svc" is not an absolute URL`,
+			"bad-credentials.yaml:19: apps[0].federated_credentials[0].subject: is empty",
+			"bad-credentials.yaml:20: apps[0].federated_credentials[0].audiences[0]: is empty",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

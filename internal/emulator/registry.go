@@ -137,7 +137,7 @@ func (c *PEMCertificates) UnmarshalYAML(n *yaml.Node) error {
 		for _, b := range blocks {
 			cert, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				errs = append(errs, fmt.Sprintf("line %d: certificates[%d]: %v", line, i, err))
+				errs = append(errs, fmt.Sprintf("line %d: certificates[%d]: a CERTIFICATE block is not an X.509 certificate", line, i))
 				continue
 			}
 			certs = append(certs, cert)
@@ -174,14 +174,14 @@ func (k *PEMPublicKeys) UnmarshalYAML(n *yaml.Node) error {
 		if b.Type == "CERTIFICATE" {
 			cert, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return fail(err)
+				return fail(errors.New("a CERTIFICATE block is not an X.509 certificate"))
 			}
 			keys = append(keys, cert.PublicKey)
 			continue
 		}
 		pub, err := x509.ParsePKIXPublicKey(b.Bytes)
 		if err != nil {
-			return fail(err)
+			return fail(errors.New("a PUBLIC KEY block is not a PKIX public key"))
 		}
 		keys = append(keys, pub)
 	}
@@ -338,7 +338,7 @@ func certificateProblems(certs []*x509.Certificate) []problem {
 		case c == nil:
 			p = append(p, problem{[]any{"certificates", i}, "is nil"})
 		case c.PublicKeyAlgorithm != x509.RSA:
-			p = append(p, problem{[]any{"certificates", i}, fmt.Sprintf("has a %s key; certificate credentials need RSA", c.PublicKeyAlgorithm)})
+			p = append(p, problem{[]any{"certificates", i}, fmt.Sprintf("its key is %s; certificate credentials need RSA", c.PublicKeyAlgorithm)})
 		}
 	}
 	return p
