@@ -158,12 +158,12 @@ func registerCredentials(t *testing.T, e *Emulator, cert, expired *x509.Certific
 // k8sClaims are a projected service account token's claims.
 func k8sClaims() map[string]any {
 	return map[string]any{
-		"aud": []any{"api://AzureADTokenExchange"},
-		"exp": testNow.Add(time.Hour).Unix(),
-		"iat": testNow.Unix(),
-		"iss": k8sIssuer,
-		"nbf": testNow.Unix(),
-		"sub": k8sSubject,
+		"aud":           []any{"api://AzureADTokenExchange"},
+		"exp":           testNow.Add(time.Hour).Unix(),
+		"iat":           testNow.Unix(),
+		"iss":           k8sIssuer,
+		"nbf":           testNow.Unix(),
+		"sub":           k8sSubject,
 		"kubernetes.io": map[string]any{"namespace": "default", "serviceaccount": map[string]any{"name": "workload-identity-sa"}},
 	}
 }
