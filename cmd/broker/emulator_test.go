@@ -63,6 +63,13 @@ resources:
 	}
 }
 
+func TestEmulatorExampleConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := newEmulator("../../examples/emulator.yaml", 0, zap.NewNop()); err != nil {
+		t.Errorf("the README's example registration file does not load: %v", err)
+	}
+}
+
 func TestEmulatorCommand(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
