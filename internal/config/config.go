@@ -426,7 +426,7 @@ func (c Config) envIdentityProblems() []error {
 	case len(creds) == 2 && creds[0] == "AZURE_CLIENT_SECRET" && creds[1] == "AZURE_CLIENT_SECRET_FILE":
 		add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
 	case len(creds) > 1:
-		add("%s are all set, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", joinAnd(creds))
+		add("%s, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", areSet(creds))
 	case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
 		add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
 	case c.FederatedTokenFile != "" && !federatedTokenSupported:
@@ -451,12 +451,13 @@ func (c Config) envIdentityProblems() []error {
 // ignore it.
 const federatedTokenSupported = false
 
-// joinAnd joins names as "A, B and C".
-func joinAnd(names []string) string {
-	if len(names) < 2 {
-		return strings.Join(names, "")
+// areSet says that several settings are set: "both A and B are set", "A, B
+// and C are all set".
+func areSet(names []string) string {
+	if len(names) == 2 {
+		return "both " + names[0] + " and " + names[1] + " are set"
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + " are all set"
 }
 
 // ParseDate parses an expiry date: 2006-01-02 (midnight UTC) or RFC 3339.

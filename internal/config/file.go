@@ -200,14 +200,20 @@ func ParseIdentities(path string, data []byte) ([]Identity, error) {
 			out = append(out, id)
 		}
 	}
-	return out, errors.Join(p.errs...)
+	return out, p.err()
 }
 
 // fileParser collects the problems of one file.
 type fileParser struct {
 	path, dir string
 	label     string // the identity being parsed, for messages
-	errs      []error
+	errs      []lineError
+}
+
+// lineError is a problem on a line of the file (0: the whole file).
+type lineError struct {
+	line int
+	err  error
 }
 
 func (p *fileParser) fail(line int, format string, a ...any) {
@@ -215,7 +221,17 @@ func (p *fileParser) fail(line int, format string, a ...any) {
 	if line > 0 {
 		where += ":" + strconv.Itoa(line)
 	}
-	p.errs = append(p.errs, fmt.Errorf("%s: %s", where, fmt.Sprintf(format, a...)))
+	p.errs = append(p.errs, lineError{line, fmt.Errorf("%s: %s", where, fmt.Sprintf(format, a...))})
+}
+
+// err joins the problems in the order of their lines.
+func (p *fileParser) err() error {
+	slices.SortStableFunc(p.errs, func(a, b lineError) int { return a.line - b.line })
+	errs := make([]error, len(p.errs))
+	for i, e := range p.errs {
+		errs[i] = e.err
+	}
+	return errors.Join(errs...)
 }
 
 var (
@@ -375,7 +391,7 @@ func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 	case len(creds) == 0 && !present(&e.ClientSecret):
 		p.fail(line, "%s: no credential: set one of client_secret_file, client_certificate_path or federated_token_file", p.label)
 	case len(creds) > 1:
-		p.fail(line, "%s: %s are all set, but an identity uses exactly one credential: keep one", p.label, joinAnd(creds))
+		p.fail(line, "%s: %s, but an identity uses exactly one credential: keep one", p.label, areSet(creds))
 	case id.FederatedTokenFile != "" && !federatedTokenSupported:
 		p.fail(at(&e.FederatedTokenFile, line), "%s: federated_token_file is not supported by this build yet: use client_certificate_path or client_secret_file", p.label)
 	}
