@@ -99,9 +99,6 @@ func (f *Fault) hold(ctx context.Context) error {
 	return nil
 }
 
-// terminal reports whether f answers the request by itself.
-func (f *Fault) terminal() bool { return f.Drop || f.Malformed || f.Status != 0 }
-
 // malformedBody is the truncated answer of a Malformed fault.
 const malformedBody = `{"tables":[{"name":"PrimaryResult","columns":[{"name":"Computer","type":"str`
 
