@@ -95,9 +95,7 @@ func (s identitySpec) credential(now func() time.Time, log *zap.Logger) (azure.C
 		}
 		return c, nil
 	case s.federatedFile != "":
-		// config.Validate refuses a federated token file until this build
-		// can use one; reaching here is a bug.
-		return nil, fmt.Errorf("identity %s: federated token files are not supported by this build yet", s.name)
+		return azure.FederatedTokenFileCredential(s.federatedFile, azure.FederatedTokenOptions{Now: now, Logger: log}), nil
 	case s.secretFile != "":
 		return azure.SecretFileCredential(s.secretFile, now), nil
 	default:

@@ -429,8 +429,6 @@ func (c Config) envIdentityProblems() []error {
 		add("%s, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", areSet(creds))
 	case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
 		add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
-	case c.FederatedTokenFile != "" && !federatedTokenSupported:
-		add("AZURE_FEDERATED_TOKEN_FILE is not supported by this build yet: use AZURE_CLIENT_CERTIFICATE_PATH or AZURE_CLIENT_SECRET_FILE")
 	}
 	if c.ClientCertificatePath == "" {
 		if c.ClientCertificatePassword != "" {
@@ -445,11 +443,6 @@ func (c Config) envIdentityProblems() []error {
 	}
 	return errs
 }
-
-// federatedTokenSupported says whether this build can use a federated token
-// file as a credential; until it can, Validate refuses one rather than
-// ignore it.
-const federatedTokenSupported = false
 
 // areSet says that several settings are set: "both A and B are set", "A, B
 // and C are all set".

@@ -79,9 +79,7 @@ func TestValidate(t *testing.T) {
 		{"three credentials", append(valid(), "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "AZURE_FEDERATED_TOKEN_FILE", "/t"), Serve, []string{
 			"AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH and AZURE_FEDERATED_TOKEN_FILE are all set, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)",
 		}},
-		{"federated token not yet", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"}, Serve, []string{
-			"AZURE_FEDERATED_TOKEN_FILE is not supported by this build yet: use AZURE_CLIENT_CERTIFICATE_PATH or AZURE_CLIENT_SECRET_FILE",
-		}},
+		{"federated token", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"}, Serve, nil},
 		{"certificate options without a certificate", append(valid(), "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "1", "BROKER_CLIENT_SECRET_EXPIRES_ON", "2027-05-01"), Serve, []string{
 			"AZURE_CLIENT_CERTIFICATE_PASSWORD is set but AZURE_CLIENT_CERTIFICATE_PATH is not: set the path of the PKCS#12 file, or drop the password",
 			"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not: the chain is sent only with a certificate credential",

@@ -392,8 +392,6 @@ func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 		p.fail(line, "%s: no credential: set one of client_secret_file, client_certificate_path or federated_token_file", p.label)
 	case len(creds) > 1:
 		p.fail(line, "%s: %s, but an identity uses exactly one credential: keep one", p.label, areSet(creds))
-	case id.FederatedTokenFile != "" && !federatedTokenSupported:
-		p.fail(at(&e.FederatedTokenFile, line), "%s: federated_token_file is not supported by this build yet: use client_certificate_path or client_secret_file", p.label)
 	}
 	if id.ClientCertificatePath == "" {
 		if id.ClientCertificatePasswordFile != "" {

@@ -84,7 +84,6 @@ func TestParseIdentitiesProblems(t *testing.T) {
 		{"credentials", []string{
 			`testdata/credentials.yaml:2: identity "none": no credential: set one of client_secret_file, client_certificate_path or federated_token_file`,
 			`testdata/credentials.yaml:5: identity "two": both client_secret_file and client_certificate_path are set, but an identity uses exactly one credential: keep one`,
-			`testdata/credentials.yaml:13: identity "federated": federated_token_file is not supported by this build yet: use client_certificate_path or client_secret_file`,
 			`testdata/credentials.yaml:14: identity "orphans": no credential: set one of client_secret_file, client_certificate_path or federated_token_file`,
 			`testdata/credentials.yaml:17: identity "orphans": client_certificate_password_file is set without client_certificate_path: drop it, or name the PKCS#12 file`,
 			`testdata/credentials.yaml:18: identity "orphans": send_certificate_chain is set without client_certificate_path: the chain is sent only with a certificate`,
