@@ -76,7 +76,9 @@ func pemBlock(typ string, der []byte) []byte {
 
 func pemCert(c *x509.Certificate) []byte { return pemBlock("CERTIFICATE", c.Raw) }
 
-func pemPKCS1(k *rsa.PrivateKey) []byte { return pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)) }
+func pemPKCS1(k *rsa.PrivateKey) []byte {
+	return pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k))
+}
 
 func pemPKCS8(t testing.TB, k any) []byte {
 	t.Helper()
