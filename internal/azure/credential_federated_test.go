@@ -19,16 +19,17 @@ const (
 	testFedSubject = "system:serviceaccount:default:reporting"
 )
 
-// federatedToken signs a projected-service-account-like token with the
-// second shared test key.
+// newFederatedToken signs a projected-service-account-like token with the
+// second shared test key, issued at t0 (or an hour before exp, if earlier).
 func newFederatedToken(t testing.TB, sub string, exp time.Time) string {
 	t.Helper()
+	iat := min(t0.Unix(), exp.Add(-time.Hour).Unix())
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
 		"aud": []string{"api://AzureADTokenExchange"},
 		"exp": exp.Unix(),
-		"iat": exp.Add(-time.Hour).Unix(),
+		"iat": iat,
 		"iss": testFedIssuer,
-		"nbf": exp.Add(-time.Hour).Unix(),
+		"nbf": iat,
 		"sub": sub,
 	})
 	tok.Header["kid"] = "test-issuer-key"
