@@ -23,13 +23,22 @@ const (
 // second shared test key, issued at t0 (or an hour before exp, if earlier).
 func newFederatedToken(t testing.TB, sub string, exp time.Time) string {
 	t.Helper()
-	iat := min(t0.Unix(), exp.Add(-time.Hour).Unix())
+	iat := t0
+	if exp.Add(-time.Hour).Before(t0) {
+		iat = exp.Add(-time.Hour)
+	}
+	return newFederatedTokenAt(t, sub, iat, exp)
+}
+
+// newFederatedTokenAt is newFederatedToken issued at iat.
+func newFederatedTokenAt(t testing.TB, sub string, iat, exp time.Time) string {
+	t.Helper()
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
 		"aud": []string{"api://AzureADTokenExchange"},
 		"exp": exp.Unix(),
-		"iat": iat,
+		"iat": iat.Unix(),
 		"iss": testFedIssuer,
-		"nbf": iat,
+		"nbf": iat.Unix(),
 		"sub": sub,
 	})
 	tok.Header["kid"] = "test-issuer-key"
