@@ -72,16 +72,17 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // watchExpiry logs a warning for each credential that expires within
-// expiryWarning (an error once it has expired): now, and again at every
-// tick, until ctx ends. now is the clock; ticks is a daily ticker's channel
-// in production and a test's channel in tests.
+// expiryWarning (an error once it has expired): at now(), then at the time
+// of every tick, until ctx ends. ticks is a daily ticker's channel in
+// production and a test's channel in tests.
 func watchExpiry(ctx context.Context, log *zap.Logger, ids []expiringIdentity, now func() time.Time, ticks <-chan time.Time) {
+	checkExpiry(log, ids, now())
 	for {
-		checkExpiry(log, ids, now())
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticks:
+		case t := <-ticks:
+			checkExpiry(log, ids, t)
 		}
 	}
 }
