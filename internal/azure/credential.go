@@ -142,3 +142,24 @@ func credentialError(code int, desc, hint string, err error) *Error {
 		Err:         err,
 	}
 }
+
+// WithExpiry returns cred as an ExpiringCredential that expires at
+// notAfter, for a credential whose expiry is known only from configuration
+// (a client secret's end date, as the portal shows it). Apply is cred's;
+// the result prints as cred does. A zero notAfter means unknown:
+// CredentialExpiry then reports false.
+func WithExpiry(cred Credential, notAfter time.Time) ExpiringCredential {
+	return expiringCredential{Credential: cred, notAfter: notAfter}
+}
+
+type expiringCredential struct {
+	Credential
+	notAfter time.Time
+}
+
+func (c expiringCredential) CredentialExpiry() (time.Time, bool) {
+	return c.notAfter, !c.notAfter.IsZero()
+}
+
+func (c expiringCredential) String() string   { return fmt.Sprint(c.Credential) }
+func (c expiringCredential) GoString() string { return fmt.Sprintf("%#v", c.Credential) }

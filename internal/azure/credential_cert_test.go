@@ -239,8 +239,12 @@ func TestCertificateCredentialAssertion(t *testing.T) {
 	}
 }
 
+// mustPKCS12 encodes a PKCS#12 file; a nil enc means Modern2023.
 func mustPKCS12(t testing.TB, enc *pkcs12.Encoder, key *rsa.PrivateKey, leaf *x509.Certificate, chain []*x509.Certificate, password string) []byte {
 	t.Helper()
+	if enc == nil {
+		enc = pkcs12.Modern2023
+	}
 	b, err := enc.Encode(key, leaf, chain, password)
 	if err != nil {
 		t.Fatal(err)

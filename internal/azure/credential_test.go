@@ -192,3 +192,21 @@ func writeFileAtomic(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestWithExpiry(t *testing.T) {
+	t.Parallel()
+	end := t0.AddDate(0, 6, 0)
+	cred := WithExpiry(SecretCredential("s3cr3t~Value"), end)
+	if got, ok := cred.CredentialExpiry(); !ok || !got.Equal(end) {
+		t.Errorf("CredentialExpiry() = %v, %v, want %v, true", got, ok, end)
+	}
+	if got, err := applySecret(t, cred); err != nil || got != "s3cr3t~Value" {
+		t.Errorf("Apply sends %q, %v, want the wrapped secret", got, err)
+	}
+	if s := fmt.Sprintf("%v %+v %#v", cred, cred, cred); strings.Contains(s, "s3cr3t") {
+		t.Errorf("formatting WithExpiry(secret) = %q, contains the secret", s)
+	}
+	if _, ok := WithExpiry(SecretCredential("x"), time.Time{}).CredentialExpiry(); ok {
+		t.Error("CredentialExpiry() of a zero time = true, want false")
+	}
+}

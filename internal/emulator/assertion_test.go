@@ -366,3 +366,29 @@ func TestLoadConfigCredentials(t *testing.T) {
 		t.Errorf("Register = %v", err)
 	}
 }
+
+// FuzzAssertion: any client_assertion, against an app with certificates and
+// federated credentials, gets a token or an Entra error, never a panic.
+func FuzzAssertion(f *testing.F) {
+	keys := testKeys()
+	cert := newTestCert(f, keys[0], "fuzz", testNow.AddDate(0, -1, 0), testNow.AddDate(1, 0, 0))
+	fx := newFixture(f)
+	if err := fx.e.SetCertificates(testClient, cert); err != nil {
+		f.Fatal(err)
+	}
+	if err := fx.e.SetFederatedCredentials(testClient, FederatedCredential{Issuer: k8sIssuer, Subject: k8sSubject, Keys: PEMPublicKeys{&keys[1].PublicKey}}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(signJWT(f, jwt.SigningMethodPS256, keys[0], map[string]any{"typ": "JWT", "x5t#S256": sha256Std(cert)}, msalClaims(testEndpoint)))
+	f.Add(signJWT(f, jwt.SigningMethodRS256, keys[1], map[string]any{"kid": "k"}, k8sClaims()))
+	f.Add(fakeJWT(`{"alg":"none","x5t":"AAAA"}`, `{"exp":1e400,"aud":[1,"x"]}`))
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, a string) {
+		res, body := serve(t, fx.e, newTokenRequest(http.MethodPost, testTenant, assertionForm(a)))
+		switch res.StatusCode {
+		case http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized:
+		default:
+			t.Fatalf("assertion %q: status %d\n%s", a, res.StatusCode, body)
+		}
+	})
+}
