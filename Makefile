@@ -35,5 +35,28 @@ check: ## gofmt, go vet, golangci-lint and a go mod tidy diff.
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
+loadtest: build ## Broker vs a constant handler, a minimal Go proxy and nginx under wrk (≤ 10 min; needs wrk, nginx).
+	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
+	./bin/loadtest compare -broker bin/broker
+
+loadtest-expiry: build ## 5 minutes of /token load across 2-minute token refreshes (about 6 min).
+	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
+	./bin/loadtest expiry -broker bin/broker
+
+loadtest-faults: build ## /token load through a scripted Entra outage: 503s, 429, drops, slow (about 5 min).
+	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
+	./bin/loadtest faults -broker bin/broker
+
+FUZZTIME ?= 10s
+FUZZPKGS ?= ./internal/httpapi ./internal/proxy ./internal/azure ./internal/emulator ./internal/emulator/loganalytics
+
+fuzz: ## Run every fuzz target for FUZZTIME (10s) each.
+	@set -e; for pkg in $(FUZZPKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
+
 clean: ## Remove build output.
 	rm -rf bin
