@@ -10,6 +10,7 @@
 //	broker demo             run the built-in emulator and the broker, no configuration needed
 //	broker emulator         run the Entra ID and Log Analytics emulator alone
 //	broker token --scope S  print one token as JSON
+//	broker check            check the configuration, the tokens and (--workspace ID) a Log Analytics query
 //	broker version          print the version
 package main
 

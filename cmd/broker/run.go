@@ -24,7 +24,9 @@ Usage:
   broker [serve] [flags]      run the broker (configuration from the environment; flags win)
   broker demo [flags]         run the built-in Entra ID and Log Analytics emulator and the broker: no Azure account needed
   broker emulator [flags]     run the emulator alone, for any client to point at
-  broker token --scope S      print one token as JSON (or --resource R)
+  broker token --scope S      print one token as JSON (or --resource R; --identity NAME)
+  broker check [--workspace ID] [--json]
+                              check the configuration, each identity's token and, with a workspace, a Log Analytics query
   broker version              print the version
 
 Run "broker <command> -h" for the flags of a command.
@@ -46,6 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runEmulator(ctx, args, stdout, stderr)
 	case "token":
 		return runToken(ctx, args, getenv, stdout, stderr)
+	case "check":
+		return runCheck(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "broker", version.String())
 		return nil

@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/entrabroker/broker/internal/azure"
+	"github.com/entrabroker/broker/internal/config"
+)
+
+// Timeouts of `broker check`. Each check is one request that nobody retries.
+const (
+	// checkTokenTimeout bounds one token request to Entra ID.
+	checkTokenTimeout = 30 * time.Second
+	// checkQueryTimeout bounds the `print 1` query; Log Analytics answers
+	// it in well under a second, but a cold workspace can take a while.
+	checkQueryTimeout = 60 * time.Second
+	// maxCheckBody bounds the query answer read.
+	maxCheckBody = 1 << 20
+)
+
+// checkResult is one line of `broker check`: the JSON form (--json) is a
+// stable array of these, with every field always present.
+type checkResult struct {
+	// Check names what was checked: "config", "token:<identity>" or
+	// "query:<identity>".
+	Check string `json:"check"`
+	// OK reports that the check passed.
+	OK bool `json:"ok"`
+	// Detail says what was found.
+	Detail string `json:"detail"`
+	// Hint says what to do when the check failed; empty when it passed.
+	Hint string `json:"hint"`
+}
+
+// checkClockKey, when set in the context, is the clock of `broker check`:
+// tests use it to print stable expiry times.
+type checkClockKey struct{}
+
+// checkFailed is the error `broker check` returns when a check failed: the
+// checks themselves are already printed.
+type checkFailed struct{ failed, total int }
+
+func (e checkFailed) Error() string {
+	return fmt.Sprintf("check: %d of %d checks failed", e.failed, e.total)
+}
+
+// runCheck validates the configuration, then for each identity fetches a
+// token and shows the claims that matter (never the token), and with
+// --workspace runs `print 1` in that Log Analytics workspace with the token.
+// It prints one line per check (or a JSON array with --json) and returns
+// checkFailed when any check failed.
+func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var workspace, scope string
+	var asJSON bool
+	cfg, err := loadConfig("check", args, getenv, stderr, config.Serve, func(fs *flag.FlagSet) {
+		fs.StringVar(&workspace, "workspace", "", "a Log Analytics workspace ID: run `print 1` in it with each identity's token")
+		fs.StringVar(&scope, "scope", "", "the scope of the tokens to fetch (default: the cloud's Log Analytics scope)")
+		fs.BoolVar(&asJSON, "json", false, "print the checks as a JSON array of {check, ok, detail, hint}")
+	})
+	var ce configError
+	switch {
+	case errors.As(err, &ce):
+		// Reported below as failed checks.
+	case err != nil:
+		return err
+	}
+	now := time.Now
+	if c, ok := ctx.Value(checkClockKey{}).(func() time.Time); ok {
+		now = c
+	}
+	ck := &checker{now: now}
+	if ce.err != nil {
+		for _, p := range strings.Split(ce.err.Error(), "\n") {
+			detail, hint := splitFix(p)
+			ck.fail("config", detail, hint)
+		}
+	} else {
+		ck.run(ctx, cfg, workspace, scope, stderr)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(ck.results); err != nil {
+			return err
+		}
+	} else {
+		printChecks(stdout, ck.results)
+	}
+	if n := ck.failures(); n > 0 {
+		return checkFailed{n, len(ck.results)}
+	}
+	return nil
+}
+
+// checker collects the results of `broker check`.
+type checker struct {
+	now     func() time.Time
+	results []checkResult
+}
+
+func (c *checker) pass(check, detail string) {
+	c.results = append(c.results, checkResult{Check: check, OK: true, Detail: detail})
+}
+
+func (c *checker) fail(check, detail, hint string) {
+	c.results = append(c.results, checkResult{Check: check, Detail: detail, Hint: hint})
+}
+
+func (c *checker) failures() int {
+	n := 0
+	for _, r := range c.results {
+		if !r.OK {
+			n++
+		}
+	}
+	return n
+}
+
+// run performs the checks of a valid configuration.
+func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope string, stderr io.Writer) {
+	cloud, err := azure.CloudByName(cfg.Cloud)
+	if err != nil {
+		c.fail("config", err.Error(), "Set AZURE_CLOUD to AzurePublic, AzureUSGovernment or AzureChina.")
+		return
+	}
+	if scope == "" {
+		scope = cloud.LogAnalytics.Scope()
+	} else if scope, err = azure.NormalizeScope(scope); err != nil {
+		c.fail("config", "--scope: "+describe(err), hintOf(err))
+		return
+	}
+	specs := identitySpecs(cfg)
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.name)
+	}
+	authority := cloud.AuthorityHost
+	if cfg.AuthorityHost != "" {
+		authority = strings.TrimSuffix(cfg.AuthorityHost, "/")
+	}
+	c.pass("config", fmt.Sprintf("valid: %d %s (%s), cloud %s, authority %s",
+		len(specs), plural(len(specs), "identity", "identities"), strings.Join(names, ", "), cloud.Name, authority))
+	if workspace != "" && !guidRE.MatchString(workspace) {
+		c.fail("workspace", fmt.Sprintf("--workspace %q is not a workspace ID", workspace),
+			"Use the Workspace ID, a GUID on the workspace's Overview page in the Azure portal (not its name or resource ID).")
+		workspace = ""
+	}
+
+	// Warnings and info of the token clients would only repeat what the
+	// checks print; errors still reach stderr.
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		log = zap.NewNop()
+	}
+	log = log.WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
+	endpoint := cloud.LogAnalytics.Endpoint
+	if cfg.LogAnalyticsEndpoint != "" {
+		endpoint = strings.TrimSuffix(cfg.LogAnalyticsEndpoint, "/")
+	}
+	for _, s := range specs {
+		tok, ok := c.token(ctx, cfg, cloud, s, scope, log)
+		if ok && workspace != "" {
+			c.query(ctx, s, endpoint, workspace, tok)
+		}
+	}
+}
+
+// tokenClaims are the claims `broker check` shows.
+type tokenClaims struct {
+	Audience jsonStrings `json:"aud"`
+	TenantID string      `json:"tid"`
+	AppID    string      `json:"appid"`
+	AZP      string      `json:"azp"` // the client ID in v2.0 tokens
+	Roles    []string    `json:"roles"`
+	Expiry   int64       `json:"exp"`
+}
+
+// jsonStrings is a JWT claim that is a string or a list of strings.
+type jsonStrings []string
+
+func (s *jsonStrings) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = []string{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*s = many
+	return nil
+}
+
+// decodeClaims decodes a JWT's claims WITHOUT verifying its signature: the
+// broker is the token's client here, not its audience, and only shows what
+// the token says.
+func decodeClaims(token string) (tokenClaims, error) {
+	var c tokenClaims
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return c, errors.New("not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return c, errors.New("not a JWT")
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, errors.New("not a JWT")
+	}
+	return c, nil
+}
+
+// token fetches the identity's token for scope and checks its claims. It
+// returns the token for the query check; the token itself is never printed.
+func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Cloud, s identitySpec, scope string, log *zap.Logger) (string, bool) {
+	check := "token:" + s.name
+	client, _, err := s.client(cfg, cloud, log)
+	if err != nil {
+		c.fail(check, describe(err), hintOf(err))
+		return "", false
+	}
+	tctx, cancel := context.WithTimeout(ctx, checkTokenTimeout)
+	defer cancel()
+	tok, err := client.Token(tctx, scope)
+	if err != nil {
+		c.fail(check, describe(err), hintOf(err))
+		return "", false
+	}
+	claims, err := decodeClaims(tok.AccessToken)
+	if err != nil {
+		c.fail(check, "Entra ID answered a token that is not a JWT ("+scope+")",
+			"Check AZURE_AUTHORITY_HOST: it must be Entra ID (or the emulator), not a proxy that rewrites answers.")
+		return "", false
+	}
+	appID := claims.AppID
+	if appID == "" {
+		appID = claims.AZP
+	}
+	roles := "none"
+	if len(claims.Roles) > 0 {
+		roles = strings.Join(claims.Roles, ",")
+	}
+	exp := time.Unix(claims.Expiry, 0).UTC()
+	detail := fmt.Sprintf("aud=%s tid=%s appid=%s roles=%s exp=%s (in %s)",
+		strings.Join(claims.Audience, ","), claims.TenantID, appID, roles, exp.Format(time.RFC3339), minutes(exp.Sub(c.now())))
+	wantAud := strings.TrimSuffix(scope, "/.default")
+	switch {
+	case !strings.EqualFold(appID, s.clientID):
+		c.fail(check, detail, "The token names another app than the configured client ID "+s.clientID+": check AZURE_AUTHORITY_HOST.")
+	case guidRE.MatchString(s.tenantID) && !strings.EqualFold(claims.TenantID, s.tenantID):
+		c.fail(check, detail, "The token comes from another tenant than the configured "+s.tenantID+": check the tenant ID.")
+	case !audienceMatches(claims.Audience, wantAud):
+		c.fail(check, detail, "The token's audience is not "+wantAud+": check AZURE_CLOUD and the scope.")
+	default:
+		c.pass(check, detail)
+	}
+	return tok.AccessToken, true
+}
+
+// audienceMatches reports whether one of auds is want, ignoring a trailing
+// slash (Entra writes the audience as the resource was registered).
+func audienceMatches(auds []string, want string) bool {
+	for _, a := range auds {
+		if strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(want, "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// laError is the Log Analytics error body.
+type laError struct {
+	Error struct {
+		Code       string `json:"code"`
+		Message    string `json:"message"`
+		InnerError *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"innererror"`
+	} `json:"error"`
+}
+
+// query runs `print 1` in workspace with token and explains the answer.
+func (c *checker) query(ctx context.Context, s identitySpec, endpoint, workspace, token string) {
+	check := "query:" + s.name
+	u := endpoint + "/v1/workspaces/" + url.PathEscape(workspace) + "/query"
+	qctx, cancel := context.WithTimeout(ctx, checkQueryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(qctx, http.MethodPost, u, strings.NewReader(`{"query":"print 1"}`))
+	if err != nil {
+		c.fail(check, "cannot build the query request: "+err.Error(), "Check BROKER_LOGANALYTICS_ENDPOINT.")
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// The URL error names the URL (no token in it), not the request.
+		c.fail(check, "Log Analytics could not be reached at "+endpoint+": "+redactToken(err.Error(), token),
+			"Check the network path to "+endpoint+" (proxy, firewall, DNS) and BROKER_LOGANALYTICS_ENDPOINT.")
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxCheckBody))
+	var e laError
+	_ = json.Unmarshal(body, &e)
+	code := e.Error.Code
+	if e.Error.InnerError != nil && e.Error.InnerError.Code != "" {
+		code += "/" + e.Error.InnerError.Code
+	}
+	what := fmt.Sprintf("workspace %s: %d %s", workspace, resp.StatusCode, code)
+	if code == "" {
+		what = fmt.Sprintf("workspace %s: %d %s", workspace, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		c.pass(check, fmt.Sprintf("workspace %s: print 1 ran: the identity can query the workspace", workspace))
+	case resp.StatusCode == http.StatusForbidden && e.Error.Code == "InsufficientAccessError":
+		c.fail(check, what+": the identity has no role on the workspace, or its role assignment is still propagating",
+			fmt.Sprintf("Assign Log Analytics Reader (or Reader) on the workspace to the app %s (Access control (IAM) → Add role assignment → the app's name). A new assignment takes up to 60 minutes to reach the Log Analytics API: if you just made it, run broker check again later.", s.clientID))
+	case resp.StatusCode == http.StatusForbidden:
+		c.fail(check, what+": Log Analytics does not accept the token",
+			"The token must be for https://api.loganalytics.io in the workspace's cloud: check AZURE_CLOUD and BROKER_LOGANALYTICS_ENDPOINT, and that the workspace's tenant is the identity's tenant.")
+	case resp.StatusCode == http.StatusUnauthorized:
+		c.fail(check, what+": Log Analytics refused the token",
+			"The token expired or was not accepted: check the machine's clock, that the workspace is in the identity's tenant ("+s.tenantID+"), and AZURE_CLOUD.")
+	case resp.StatusCode == http.StatusNotFound:
+		c.fail(check, what+": the query path does not exist at "+endpoint,
+			"BROKER_LOGANALYTICS_ENDPOINT must be the API's base URL, such as https://api.loganalytics.azure.com (no /v1, no workspace path).")
+	case resp.StatusCode == http.StatusBadRequest && e.Error.Code == "FailedToResolveResource":
+		c.fail(check, what+": no workspace has this ID",
+			"Use the Workspace ID from the workspace's Overview page (a GUID), not its name or resource ID, and check that the workspace is in this cloud ("+endpoint+").")
+	case resp.StatusCode == http.StatusBadRequest:
+		c.fail(check, what+": Log Analytics refused the query request",
+			"Check that --workspace is the Workspace ID from the workspace's Overview page and BROKER_LOGANALYTICS_ENDPOINT is the API's base URL.")
+	default:
+		c.fail(check, what+": Log Analytics did not run the query",
+			"Log Analytics may be unavailable or throttling: run broker check again in a few minutes.")
+	}
+}
+
+// guidRE matches a GUID, as the portal shows IDs.
+var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// describe is the one-line account of a token failure: Entra's sentence when
+// there is one.
+func describe(err error) string {
+	var ae *azure.Error
+	if errors.As(err, &ae) {
+		if ae.Description != "" {
+			return ae.Description
+		}
+		return ae.Error()
+	}
+	return err.Error()
+}
+
+// hintOf is the hint of an Entra failure, or a general one.
+func hintOf(err error) string {
+	var ae *azure.Error
+	if errors.As(err, &ae) && ae.Hint != "" {
+		return ae.Hint
+	}
+	return "Check the identity's settings; broker token --identity <name> shows the same failure with its details."
+}
+
+// redactToken removes token from s, should a transport error ever quote it.
+func redactToken(s, token string) string {
+	if token == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, token, "[token]")
+}
+
+// fixRE finds the start of the "what to do" part of a configuration problem.
+var fixRE = regexp.MustCompile(`: (use|set|copy|add|keep|write|give|fix|drop|choose|put|name|list) `)
+
+// splitFix splits a configuration problem, "<what is wrong>: <what to do>",
+// into the two; a problem without a fix gets a general one.
+func splitFix(problem string) (detail, hint string) {
+	if loc := fixRE.FindStringIndex(problem); loc != nil {
+		fix := problem[loc[0]+2:]
+		return problem[:loc[0]], strings.ToUpper(fix[:1]) + fix[1:] + "."
+	}
+	return problem, "Correct the configuration as the message says, then run broker check again."
+}
+
+// minutes formats a duration to the minute, e.g. "59m" or "2h05m".
+func minutes(d time.Duration) string {
+	d = d.Truncate(time.Minute)
+	if d < time.Hour {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%dh%02dm", d/time.Hour, d%time.Hour/time.Minute)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// printChecks writes one line per check: ✓ or ✗, the check, what was found;
+// a failed check is followed by an indented line with the fix.
+func printChecks(w io.Writer, results []checkResult) {
+	width := 0
+	for _, r := range results {
+		width = max(width, len(r.Check))
+	}
+	var b bytes.Buffer
+	failed := 0
+	for _, r := range results {
+		mark := "✓"
+		if !r.OK {
+			mark = "✗"
+			failed++
+		}
+		fmt.Fprintf(&b, "%s %-*s  %s\n", mark, width, r.Check, r.Detail)
+		if !r.OK && r.Hint != "" {
+			fmt.Fprintf(&b, "  %*s  fix: %s\n", width, "", r.Hint)
+		}
+	}
+	if failed == 0 {
+		fmt.Fprintf(&b, "\nAll %d checks passed.\n", len(results))
+	} else {
+		fmt.Fprintf(&b, "\n%d of %d checks failed.\n", failed, len(results))
+	}
+	_, _ = w.Write(b.Bytes())
+}
