@@ -310,3 +310,18 @@ func TestWatchExpiryChecksAtStartAndEachTick(t *testing.T) {
 		t.Errorf("log lines (-want +got):\n%s", diff)
 	}
 }
+
+// TestWorkloadIdentityEnvironment builds the broker from exactly what the AKS
+// workload identity webhook sets, trailing slash of the authority included.
+func TestWorkloadIdentityEnvironment(t *testing.T) {
+	t.Parallel()
+	b := buildFrom(t, map[string]string{
+		"AZURE_CLIENT_ID":            emulator.DemoClientID,
+		"AZURE_TENANT_ID":            emulator.DemoTenantID,
+		"AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token",
+		"AZURE_AUTHORITY_HOST":       "https://login.microsoftonline.com/",
+	})
+	if got := b.identities[0].Authority; got != "https://login.microsoftonline.com" {
+		t.Errorf("authority = %q, want https://login.microsoftonline.com", got)
+	}
+}
