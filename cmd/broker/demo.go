@@ -62,6 +62,11 @@ func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoE
 	cfg.ClientID = emulator.DemoClientID
 	cfg.ClientSecret = emulator.DemoClientSecret
 	cfg.ClientSecretFile = ""
+	// The demo app has a secret only: drop any other credential from the
+	// environment, and the identities file (its apps are not in the demo).
+	cfg.ClientCertificatePath, cfg.ClientCertificatePassword, cfg.SendCertificateChain = "", "", false
+	cfg.FederatedTokenFile, cfg.ClientSecretExpiresOn = "", time.Time{}
+	cfg.ConfigFile, cfg.Identities = "", nil
 	cfg.AuthorityHost = d.url
 	cfg.LogAnalyticsEndpoint = d.url
 	if len(cfg.PrefetchScopes) == 0 {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -205,3 +207,45 @@ func TestSeveralIdentities(t *testing.T) {
 // promFloat formats a unix time as the Prometheus text format writes a
 // gauge's value.
 func promFloat(v int64) string { return strconv.FormatFloat(float64(v), 'g', -1, 64) }
+
+func TestTokenCommandIdentity(t *testing.T) {
+	az, emu := emulated(t)
+	cfgPath, _ := identitiesSetup(t, az)
+	env := serveEnv(emu.URL)
+	env["BROKER_CONFIG"] = cfgPath
+	tests := []struct {
+		identity, wantApp string
+		wantErr           bool
+	}{
+		{"", emulator.DemoClientID, false},
+		{"billing", billingClientID, false},
+		{"WORKLOAD", workloadClientID, false},
+		{reportsClientID, reportsClientID, false},
+		{"nobody", "", true},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		args := []string{"token", "--resource", "https://api.loganalytics.io"}
+		if tt.identity != "" {
+			args = append(args, "--identity", tt.identity)
+		}
+		err := run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+		if tt.wantErr {
+			if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "default, reports, billing, workload") {
+				t.Errorf("broker token --identity %s = %v, want a usage error listing the identities", tt.identity, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("broker token --identity %s = %v; stderr: %s", tt.identity, err, &stderr)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		mustJSON(t, stdout.Bytes(), &tok)
+		c, err := az.Entra.VerifyAccessToken(tok.AccessToken)
+		if err != nil || c.AppID != tt.wantApp {
+			t.Errorf("broker token --identity %q: appid = %s (%v), want %s", tt.identity, c.AppID, err, tt.wantApp)
+		}
+	}
+}
