@@ -524,4 +524,3 @@ func TestVersion(t *testing.T) {
 		t.Errorf("broker version = %q, %v", out.String(), err)
 	}
 }
-
