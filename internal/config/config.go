@@ -145,7 +145,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				t, err := ParseDate(v)
 				if err != nil {
-					return fmt.Errorf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q %v", v, err)
+					return fmt.Errorf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q %w", v, err)
 				}
 				c.ClientSecretExpiresOn = t
 				return nil
@@ -304,9 +304,7 @@ func (c Config) Validate(mode Mode) error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	if mode == Serve && (c.ConfigFile == "" || c.envIdentitySet()) {
-		for _, e := range c.envIdentityProblems() {
-			errs = append(errs, e)
-		}
+		errs = append(errs, c.envIdentityProblems()...)
 	}
 	if mode == Serve && c.ConfigFile != "" && !c.envIdentitySet() && len(c.Identities) == 0 {
 		add("no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set: fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential", c.ConfigFile)

@@ -96,10 +96,6 @@ func imdsTransport(h *harness) *http.Client {
 	}}
 }
 
-// noRetry keeps an SDK error case from retrying, so a status the SDK would
-// retry fails the test quickly rather than slowly.
-var noRetry = policy.RetryOptions{MaxRetries: -1}
-
 // getToken asks cred for resource's token and checks it against the broker's
 // emulator: the right audience and an expiry about an hour out.
 func getToken(t *testing.T, h *harness, cred azcore.TokenCredential, resource string) azcore.AccessToken {
