@@ -226,20 +226,10 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		return nil, err
 	}
 
-	c, err := cache.New(srcs, cache.Options{
-		Size:       cfg.CacheSize,
-		Registerer: reg,
-		Logger:     log,
-	})
-	if err != nil {
-		return nil, err
-	}
-
 	routes := cloudRoutes(cloud)
 	if cfg.LogAnalyticsEndpoint != "" {
 		u, err := url.Parse(cfg.LogAnalyticsEndpoint)
 		if err != nil {
-			_ = c.Close()
 			return nil, fmt.Errorf("BROKER_LOGANALYTICS_ENDPOINT: %w", err)
 		}
 		for i := range routes {
@@ -251,11 +241,26 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	if cfg.RoutesFile != "" {
 		custom, err := proxy.LoadRoutes(cfg.RoutesFile)
 		if err != nil {
-			_ = c.Close()
 			return nil, fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
 		}
 		routes = append(routes, custom...)
 	}
+	c, err := cache.New(srcs, cache.Options{
+		Size:       cfg.CacheSize,
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The cache runs timers: close it unless build hands it over.
+	built := false
+	defer func() {
+		if !built {
+			_ = c.Close()
+		}
+	}()
+
 	px, err := proxy.New(proxy.Options{
 		Routes:       routes,
 		Tokens:       httpapi.NewBearer(c, ids[0], nil),
@@ -264,7 +269,6 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		Registerer:   reg,
 	})
 	if err != nil {
-		_ = c.Close()
 		return nil, err
 	}
 
@@ -283,9 +287,9 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		Gatherer:       reg,
 	})
 	if err != nil {
-		_ = c.Close()
 		return nil, err
 	}
+	built = true
 	return &broker{cache: c, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
 }
 
