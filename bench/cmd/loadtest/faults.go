@@ -277,7 +277,10 @@ func analyseFaults(w io.Writer, r faultRun) error {
 			if u := time.Unix(s.expireOn, 0).Add(-r.margin); u.After(servableUntil) {
 				servableUntil = u
 			}
-			if s.sent.After(r.outage.Add(time.Second)) && s.sent.Before(r.recovered) {
+			// Answered during the outage, so from the token held before it
+			// (callers that waited on the fetch that ended the outage got
+			// the new token).
+			if s.sent.After(r.outage.Add(time.Second)) && s.received().Before(r.recovered) {
 				lastValidDuringOutage = s.sent
 				if !s.stale {
 					notStale++
