@@ -43,7 +43,7 @@ loadtest-expiry: build ## 5 minutes of /token load across 2-minute token refresh
 	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
 	./bin/loadtest expiry -broker bin/broker
 
-loadtest-faults: build ## /token load through a scripted Entra outage: 503s, 429, drops, slow (about 5 min).
+loadtest-faults: build ## /token load through a scripted Entra outage: 503s, 429, drops, slow (5 to 6.5 min).
 	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
 	./bin/loadtest faults -broker bin/broker
 
