@@ -642,12 +642,8 @@ func TestGuardsUnderAbuse(t *testing.T) {
 // TestForwardedGuardSeesEveryHeaderLine is the X-Forwarded-For guard with
 // the header sent twice, the first line empty: a proxy that appends its own
 // X-Forwarded-For line (HAProxy's "option forwardfor" does) after a
-// client's empty one must still be refused. It is skipped while the bug it
-// found is open: the guard reads only the first line (Header.Get).
+// client's empty one must still be refused.
 func TestForwardedGuardSeesEveryHeaderLine(t *testing.T) {
-	if os.Getenv("BROKER_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known bug: the forwarding guard reads only the first X-Forwarded-For line; set BROKER_TEST_KNOWN_BUGS=1 to run")
-	}
 	_, r := startReady(t, nil)
 	raw := "GET " + tokenPath + " HTTP/1.1\r\nHost: 127.0.0.1\r\nMetadata: true\r\nX-Forwarded-For:\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"
 	if code, _, _ := rawExchange(t, r.hostPort(), raw); code != http.StatusForbidden {

@@ -131,9 +131,9 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 // override), and a rebound DNS name cannot make a browser send that Host.
 func (s *server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "" {
+		if forwarded(r.Header) {
 			s.writeError(w, r, httperr.New(http.StatusForbidden, "forwarded_request",
-				"The request came through a proxy (it carries X-Forwarded-For or Forwarded); the broker only serves callers on its own host.",
+				"The request came through a proxy (it carries X-Forwarded-For, Forwarded or X-Real-IP); the broker only serves callers on its own host.",
 				"Call the broker directly on localhost, not through a proxy or load balancer."))
 			return
 		}
@@ -145,6 +145,20 @@ func (s *server) guard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// forwardingHeaders are the headers a proxy adds. Their presence, on any
+// line and even empty, marks a forwarded request: a proxy may append its
+// line after an empty one the client sent.
+var forwardingHeaders = []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"}
+
+func forwarded(h http.Header) bool {
+	for _, k := range forwardingHeaders {
+		if _, ok := h[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // writeError logs err with its cause and answers it as JSON. Only the
