@@ -7,12 +7,16 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,6 +113,13 @@ type server struct {
 	metrics *metrics
 	// prefetch is what /readyz checks.
 	prefetch []prefetched
+
+	// scopes memoizes scope normalization for the hot path.
+	scopes scopeMemo
+
+	// idPrefix and idSeq make request IDs (newRequestID).
+	idPrefix string
+	idSeq    atomic.Uint64
 }
 
 func newServer(opts Options) (*server, error) {
@@ -120,7 +131,9 @@ func newServer(opts Options) (*server, error) {
 	}
 	// The identities are copied: the handlers keep pointers into them.
 	opts.Identities = slices.Clone(opts.Identities)
-	s := &server{opts: opts, log: opts.Logger, now: opts.Now, prefetch: prefetchList(opts)}
+	var p [4]byte
+	_, _ = rand.Read(p[:])
+	s := &server{opts: opts, log: opts.Logger, now: opts.Now, prefetch: prefetchList(opts), idPrefix: hex.EncodeToString(p[:])}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -192,7 +205,8 @@ func (s *server) hostAllowed(hostport string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	// netip, unlike net.ParseIP, does not allocate: this runs per request.
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() {
 		return true
 	}
 	lh := s.opts.ListenHost

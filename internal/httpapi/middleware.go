@@ -1,12 +1,10 @@
 package httpapi
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -17,26 +15,41 @@ import (
 	"github.com/entrabroker/broker/internal/httperr"
 )
 
-type ctxKey int
-
-const requestIDKey ctxKey = iota
-
 // requestIDHeader carries the request ID in both directions.
 const requestIDHeader = "X-Request-Id"
 
 // requestID takes a well-formed X-Request-Id from the caller or makes one,
-// and echoes it in the response.
-func requestID(next http.Handler) http.Handler {
+// and echoes it in the response. The response header is where the rest of
+// the chain reads it (requestIDOf): no context value, no request copy on
+// the hot path.
+func (s *server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(requestIDHeader)
 		if !validRequestID(id) {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = s.newRequestID()
 		}
-		w.Header().Set(requestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(contextWithRequestID(r.Context(), id)))
+		w.Header()[requestIDHeader] = []string{id}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// newRequestID is the process's random prefix and a sequence number: unique
+// within the process and across restarts, and cheap (no syscall).
+func (s *server) newRequestID() string {
+	b := make([]byte, 0, len(s.idPrefix)+1+16)
+	b = append(b, s.idPrefix...)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, s.idSeq.Add(1), 16)
+	return string(b)
+}
+
+// requestIDOf returns the request ID the requestID middleware put in w's
+// header, or "".
+func requestIDOf(w http.ResponseWriter) string {
+	if v := w.Header()[requestIDHeader]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // validRequestID accepts 1 to 64 characters of [A-Za-z0-9._-], so a caller's
@@ -64,14 +77,8 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 				if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 					panic(v)
 				}
-				// The recoverer runs outside requestID, so the ID is in
-				// the response header, not in r's context.
-				id := requestIDFrom(r)
-				if id == "" {
-					id = w.Header().Get(requestIDHeader)
-				}
 				s.log.Error("panic in handler", zap.Any("panic", v), zap.Stack("stack"),
-					zap.String("request_id", id))
+					zap.String("request_id", requestIDOf(w)))
 				httperr.Write(w, httperr.Internal)
 			}
 		}()
@@ -115,7 +122,7 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 					zap.Int("status", status),
 					zap.Duration("duration", d),
 					zap.Int("bytes", ww.BytesWritten()),
-					zap.String("request_id", requestIDFrom(r)),
+					zap.String("request_id", requestIDOf(ww)),
 				)
 			}
 		})
@@ -169,7 +176,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		fields := []zap.Field{
 			zap.Int("status", e.Status),
 			zap.String("error", e.Code),
-			zap.String("request_id", requestIDFrom(r)),
+			zap.String("request_id", requestIDOf(w)),
 		}
 		if e.Err != nil {
 			fields = append(fields, zap.String("cause", e.Err.Error()))
@@ -196,13 +203,3 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 type zapErrorLog struct{ l *zap.Logger }
 
 func (z zapErrorLog) Println(v ...any) { z.l.Error("metrics", zap.String("error", fmt.Sprint(v...))) }
-
-func contextWithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey, id)
-}
-
-// requestIDFrom returns the request's ID, or "" outside the middleware.
-func requestIDFrom(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey).(string)
-	return id
-}

@@ -18,7 +18,7 @@ import (
 //     or the listen host (DNS rebinding).
 func (s *server) apiRoutes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, requestID, s.observe("api"), s.guard)
+	r.Use(s.recoverer, s.requestID, s.observe("api"), s.guard)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
@@ -37,7 +37,7 @@ func (s *server) apiRoutes() http.Handler {
 // Prometheus and the kubelet reach it by pod IP.
 func (s *server) opsRoutes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, requestID, s.observe("ops"))
+	r.Use(s.recoverer, s.requestID, s.observe("ops"))
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 

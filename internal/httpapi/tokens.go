@@ -4,9 +4,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/entrabroker/broker/internal/azure"
@@ -130,15 +130,15 @@ func orDefault(s, def string) string {
 }
 
 // scopeParam reads the scope of a /token request from scope= or resource=.
-func scopeParam(q url.Values) (string, error) {
+func (s *server) scopeParam(q query) (string, error) {
 	scope, resource := q.Get("scope"), q.Get("resource")
 	switch {
 	case scope != "" && resource != "":
 		return "", badRequest("ambiguous_scope", "The request names both scope and resource.", "Send one of them: scope=https://api.loganalytics.io/.default or resource=https://api.loganalytics.io.")
 	case scope != "":
-		return normalize(azure.NormalizeScope(scope))
+		return normalize(s.scopes.normalize(scope, false))
 	case resource != "":
-		return normalize(azure.ScopeForResource(resource))
+		return normalize(s.scopes.normalize(resource, true))
 	default:
 		return "", badRequest("missing_scope", "The request names no scope.", "Add scope=<resource>/.default or resource=<resource>, e.g. resource=https://api.loganalytics.io.")
 	}
@@ -173,8 +173,8 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("metadata_header_required", "The request lacks the header Metadata: true.",
 			"Send -H 'Metadata: true'. It proves the request was made on purpose and not forged by a web page or a redirect (the same guard as Azure's IMDS).")
 	}
-	q := r.URL.Query()
-	scope, err := scopeParam(q)
+	q := query(r.URL.RawQuery)
+	scope, err := s.scopeParam(q)
 	if err != nil {
 		s.metrics.token(endpointToken, resultBadRequest)
 		return err
@@ -190,7 +190,9 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.now()
-	b := make([]byte, 0, 256+len(t.Token.AccessToken))
+	bp := getBuffer()
+	defer putBuffer(bp)
+	b := (*bp)[:0]
 	b = append(b, `{"access_token":`...)
 	b = appendJSONString(b, t.Token.AccessToken)
 	b = append(b, `,"token_type":"Bearer","expires_in":`...)
@@ -201,6 +203,7 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 	b = appendJSONString(b, scope)
 	b = append(b, "}\n"...)
 	writeToken(w, t, b)
+	*bp = b
 	return nil
 }
 
@@ -234,7 +237,7 @@ func (s *server) msiToken(w http.ResponseWriter, r *http.Request) error {
 			Hint:        "Set IDENTITY_HEADER in the app's environment to the broker's BROKER_IDENTITY_HEADER value (the Azure SDKs send it as X-IDENTITY-HEADER).",
 		})
 	}
-	q := r.URL.Query()
+	q := query(r.URL.RawQuery)
 	if v := q.Get("api-version"); v != appServiceAPIVersion {
 		return fail(resultBadRequest, badRequest("invalid_request",
 			"The api-version parameter must be "+appServiceAPIVersion+".",
@@ -257,7 +260,7 @@ func (s *server) imdsToken(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.token(endpointIMDS, resultBadRequest)
 		return httperr.New(http.StatusBadRequest, "invalid_request", "Required metadata header not specified", "")
 	}
-	q := r.URL.Query()
+	q := query(r.URL.RawQuery)
 	if v := q.Get("api-version"); v == "" {
 		return fail(resultBadRequest, badRequest("invalid_request",
 			"Required query variable 'api-version' is missing",
@@ -288,13 +291,13 @@ var identitySelectors = []string{"client_id", "object_id", "principal_id", "mi_r
 // managedIdentity is the part the two managed-identity protocols share: the
 // resource, the identity selector, the token and the body with every number
 // as a string of an integer.
-func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q url.Values, endpoint int, fail func(result, *httperr.Error) error) error {
+func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q query, endpoint int, fail func(result, *httperr.Error) error) error {
 	resource := q.Get("resource")
 	if resource == "" {
 		return fail(resultBadRequest, badRequest("invalid_request", "The resource parameter is missing.",
 			"Ask for a resource such as resource=https://vault.azure.net (the SDKs derive it from the scope)."))
 	}
-	scope, err := normalize(azure.ScopeForResource(resource))
+	scope, err := normalize(s.scopes.normalize(resource, true))
 	if err != nil {
 		e := httperr.As(err)
 		return fail(resultBadRequest, e)
@@ -319,7 +322,9 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q url.V
 	s.metrics.token(endpoint, rs)
 	now := s.now()
 	left := secondsLeft(t.Token.ExpiresOn, now)
-	b := make([]byte, 0, 320+len(t.Token.AccessToken))
+	bp := getBuffer()
+	defer putBuffer(bp)
+	b := (*bp)[:0]
 	b = append(b, `{"access_token":`...)
 	b = appendJSONString(b, t.Token.AccessToken)
 	b = append(b, `,"client_id":`...)
@@ -334,13 +339,14 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q url.V
 	b = appendJSONString(b, resource)
 	b = append(b, `,"token_type":"Bearer"}`+"\n"...)
 	writeToken(w, t, b)
+	*bp = b
 	return nil
 }
 
 // selectIdentity applies the managed-identity selector, if any. More than
 // one selector, or one that matches no identity, is 400 "identity not found"
 // (never 404 or 410, which the JavaScript SDK retries for seconds).
-func (s *server) selectIdentity(q url.Values) (*Identity, error) {
+func (s *server) selectIdentity(q query) (*Identity, error) {
 	var name, value string
 	for _, k := range identitySelectors {
 		if v := q.Get(k); v != "" {
@@ -414,6 +420,32 @@ func appendQuotedInt(b []byte, n int64) []byte {
 	return append(b, '"')
 }
 
+// bodies recycles answer buffers: a token answer is written and forgotten,
+// and its 1–3 KiB need not be garbage on every request.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+func getBuffer() *[]byte { return bodies.Get().(*[]byte) }
+
+// putBuffer returns b to the pool unless it grew unusually large.
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		bodies.Put(b)
+	}
+}
+
+// jsonSafe marks the ASCII bytes that stand for themselves in a JSON
+// string. <, > and & are escaped too, as encoding/json does, so an answer
+// is safe to embed in HTML.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c != 0x7f
+	}
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true // UTF-8 passes through; scopes are validated ASCII anyway
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -421,11 +453,8 @@ func appendJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < 0x7f {
+		if jsonSafe[c] {
 			continue
-		}
-		if c >= 0x80 {
-			continue // UTF-8 passes through; scopes are validated ASCII anyway
 		}
 		b = append(b, s[start:i]...)
 		switch c {
