@@ -6,10 +6,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 TOOL    := $(GO) tool -modfile=tools/go.mod
 
-.PHONY: help build run test test-short bench check fmt lint tidy loadtest clean
+.PHONY: help build run test test-short bench check fmt loadtest loadtest-expiry loadtest-faults fuzz clean
 
 help: ## List the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build bin/broker (static, version stamped).
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/entrabroker/broker/internal/version.Version=$(VERSION)" -o bin/broker ./cmd/broker
