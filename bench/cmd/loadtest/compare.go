@@ -92,7 +92,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	var procs []*process
 	defer func() {
@@ -262,7 +262,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				float64(m.cpuPerReq)/float64(time.Microsecond), float64(m.rss)/(1<<20))
 		}
 	}
-	tw.Flush()
+	_ = tw.Flush()
 
 	tokenRatio := med[servers[1].name][compareConnsHigh].rps / med[servers[0].name][compareConnsHigh].rps
 	goRatio := med[servers[4].name][compareConnsHigh].rps / med[servers[2].name][compareConnsHigh].rps
@@ -430,7 +430,7 @@ func waitHTTP(ctx context.Context, url string, p *process) error {
 			err = fmt.Errorf("status %d", res.StatusCode)
 		}
 		if p.exited() {
-			return fmt.Errorf("exited: %v\n%s", err, p.output())
+			return fmt.Errorf("exited: %w\n%s", err, p.output())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no answer within 15 s: %w", err)

@@ -146,7 +146,7 @@ func waitReady(ctx context.Context, opsURL string, p *process) error {
 			return fmt.Errorf("the broker exited before it was ready:\n%s", p.output())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the broker was not ready within 30 s (last: %v)", err)
+			return fmt.Errorf("the broker was not ready within 30 s (last: %w)", err)
 		}
 		select {
 		case <-ctx.Done():

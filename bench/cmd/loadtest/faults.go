@@ -203,7 +203,7 @@ func analyseFaults(w io.Writer, r faultRun) error {
 		}
 		prev = c
 	}
-	tw.Flush()
+	_ = tw.Flush()
 
 	// What the callers saw, phase by phase.
 	var dropAt, slowAt time.Time
@@ -257,7 +257,7 @@ func analyseFaults(w io.Writer, r faultRun) error {
 		fmt.Fprintf(tw, "%s\t%.1fs\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", p.name, rel(p.from), n, ok, stale, unavail, other,
 			fmtDur(percentile(lat, 99)), fmtDur(percentile(lat, 100)))
 	}
-	tw.Flush()
+	_ = tw.Flush()
 
 	// Every answer while a valid token existed must be a 200; none may carry
 	// an expired token; answers after the recovery are fresh.
