@@ -155,3 +155,50 @@ func waitReady(ctx context.Context, opsURL string, p *process) error {
 		}
 	}
 }
+
+// servedBroker is `broker serve` against a freshly started emulated cloud,
+// ready: what the expiry and fault runs measure.
+type servedBroker struct {
+	cl       *cloud
+	proc     *process
+	api, ops string // base URLs
+}
+
+// startServedBroker starts the emulated cloud with tokens of lifetime and
+// the broker binary bin against it, and waits for /readyz.
+func startServedBroker(ctx context.Context, bin string, lifetime time.Duration) (b *servedBroker, err error) {
+	cl, err := startCloud(lifetime)
+	if err != nil {
+		return nil, err
+	}
+	b = &servedBroker{cl: cl}
+	defer func() {
+		if err != nil {
+			b.stop()
+		}
+	}()
+	apiAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	opsAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	b.api, b.ops = "http://"+apiAddr, "http://"+opsAddr
+	if b.proc, err = startProcess("broker", "", brokerEnv(cl, apiAddr, opsAddr, cl.url), bin, "serve"); err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, b.ops, b.proc); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// stop ends the broker, if it started, then the cloud.
+func (b *servedBroker) stop() {
+	if b.proc != nil {
+		b.proc.stop()
+	}
+	b.cl.close()
+}

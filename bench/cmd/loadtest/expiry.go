@@ -36,28 +36,12 @@ func runExpiry(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("the broker binary: %w (run make build)", err)
 	}
-	cl, err := startCloud(*lifetime)
+	b, err := startServedBroker(ctx, bin, *lifetime)
 	if err != nil {
 		return err
 	}
-	defer cl.close()
-	apiAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	opsAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	broker, err := startProcess("broker", "", brokerEnv(cl, apiAddr, opsAddr, cl.url), bin, "serve")
-	if err != nil {
-		return err
-	}
-	defer broker.stop()
-	opsURL := "http://" + opsAddr
-	if err := waitReady(ctx, opsURL, broker); err != nil {
-		return err
-	}
+	defer b.stop()
+	cl, opsURL := b.cl, b.ops
 	prefetched := cl.entraCalls()
 	if len(prefetched) != 1 {
 		return fmt.Errorf("the broker made %d token requests at start, want 1 (the prefetch)", len(prefetched))
@@ -69,7 +53,7 @@ func runExpiry(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "loadtest expiry: tokens of %v, %v of load at %.0f req/s from %d clients on GET /token\n", *lifetime, *duration, *rate, *workers)
 	lctx, cancel := context.WithTimeout(ctx, *duration)
 	start := time.Now()
-	samples := generate(lctx, "http://"+apiAddr+tokenQuery, *rate, *workers)
+	samples := generate(lctx, b.api+tokenQuery, *rate, *workers)
 	cancel()
 	end := time.Now()
 	if ctx.Err() != nil {

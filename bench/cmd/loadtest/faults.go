@@ -45,27 +45,12 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ctx, cancelAll := context.WithTimeout(ctx, *timeout)
 	defer cancelAll()
 
-	cl, err := startCloud(*lifetime)
+	b, err := startServedBroker(ctx, bin, *lifetime)
 	if err != nil {
 		return err
 	}
-	defer cl.close()
-	apiAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	opsAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	broker, err := startProcess("broker", "", brokerEnv(cl, apiAddr, opsAddr, cl.url), bin, "serve")
-	if err != nil {
-		return err
-	}
-	defer broker.stop()
-	if err := waitReady(ctx, "http://"+opsAddr, broker); err != nil {
-		return err
-	}
+	defer b.stop()
+	cl := b.cl
 	prefetch := cl.entraCalls()[0]
 	margin := *lifetime / 4
 
@@ -82,7 +67,7 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer stopLoad()
 	loadStart := time.Now()
 	done := make(chan []sample, 1)
-	go func() { done <- generate(lctx, "http://"+apiAddr+tokenQuery, *rate, *workers) }()
+	go func() { done <- generate(lctx, b.api+tokenQuery, *rate, *workers) }()
 
 	var outage time.Time
 	select {
