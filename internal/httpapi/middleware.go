@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -95,10 +95,15 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := s.now()
-			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			ww := statusWriters.Get().(*statusWriter)
+			ww.ResponseWriter = w
+			defer func() {
+				*ww = statusWriter{}
+				statusWriters.Put(ww)
+			}()
 			next.ServeHTTP(ww, r)
 			d := s.now().Sub(start)
-			status := ww.Status()
+			status := ww.status
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -121,13 +126,54 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 					zap.String("route", route),
 					zap.Int("status", status),
 					zap.Duration("duration", d),
-					zap.Int("bytes", ww.BytesWritten()),
+					zap.Int("bytes", ww.bytes),
 					zap.String("request_id", requestIDOf(ww)),
 				)
 			}
 		})
 	}
 }
+
+// statusWriter records the status and size of an answer for observe. It
+// passes Flush through and unwraps (http.ResponseController), so streaming
+// and the proxy's upgrades work through it. Writers are pooled: observe is
+// on every request's path.
+type statusWriter struct {
+	http.ResponseWriter
+	status int // the final (non-1xx) status written, or 0
+	bytes  int
+}
+
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+// Flush sends what is buffered, for streamed answers.
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the connection's own writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // guard refuses requests that came through a forwarding proxy (X-Forwarded-For
 // or Forwarded: a token must not leave the host) and requests whose Host is
