@@ -349,7 +349,7 @@ func parseAuthority(s string) (string, error) {
 	scheme := strings.ToLower(u.Scheme)
 	switch {
 	case scheme == "https":
-	case scheme == "http" && isLoopback(u.Hostname()):
+	case scheme == "http" && IsLoopbackHost(u.Hostname()):
 	case scheme == "http":
 		return "", bad("must use https (plain http is allowed only for localhost, e.g. the emulator)")
 	default:
@@ -358,8 +358,11 @@ func parseAuthority(s string) (string, error) {
 	return scheme + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/"), nil
 }
 
-// isLoopback reports whether host names the local machine.
-func isLoopback(host string) bool {
+// IsLoopbackHost reports whether host (without a port) names the local
+// machine: localhost, a name under .localhost, or a loopback IP. Plain http
+// is allowed to such hosts only; the configuration and the proxy's routes
+// apply the same rule.
+func IsLoopbackHost(host string) bool {
 	h := strings.ToLower(strings.TrimSuffix(host, "."))
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return true

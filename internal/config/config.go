@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/entrabroker/broker/internal/azure"
 )
 
 // Config is the broker's whole configuration. Secret fields are never
@@ -311,9 +313,7 @@ func (c Config) Validate(mode Mode) error {
 	}
 	errs = append(errs, c.identitiesProblems()...)
 
-	switch strings.ToLower(c.Cloud) {
-	case "azurepublic", "azurecloud", "public", "azureusgovernment", "azureusgovernmentcloud", "usgovernment", "azurechina", "azurechinacloud", "china":
-	default:
+	if _, err := azure.CloudByName(c.Cloud); err != nil {
 		add("AZURE_CLOUD %q is not a known cloud: use AzurePublic, AzureUSGovernment or AzureChina", c.Cloud)
 	}
 	if c.AuthorityHost != "" {
@@ -475,7 +475,7 @@ func checkURL(raw string) error {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return errors.New("is not an absolute http(s) URL")
 	}
-	if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !azure.IsLoopbackHost(u.Hostname()) {
 		return errors.New("uses plain http to a host that is not loopback; tokens must travel over https")
 	}
 	return nil
@@ -491,22 +491,12 @@ func checkListen(addr string, unixOK bool) error {
 		}
 		return nil
 	}
-	host, port, err := net.SplitHostPort(addr)
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errors.New("is not host:port")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return errors.New("has no valid port")
 	}
-	_ = host
 	return nil
-}
-
-// IsLoopbackHost reports whether host (no port) is localhost or a loopback IP.
-func IsLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
 }

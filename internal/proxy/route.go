@@ -2,9 +2,10 @@ package proxy
 
 import (
 	"errors"
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/entrabroker/broker/internal/azure"
 )
 
 // Route is one upstream the proxy serves under /proxy/{Name}/.
@@ -87,7 +88,7 @@ func validUpstream(u *url.URL) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !azure.IsLoopbackHost(u.Hostname()) {
 			return errors.New("upstream must use https (http is allowed only for a loopback host)")
 		}
 	default:
@@ -103,15 +104,6 @@ func validUpstream(u *url.URL) error {
 		return errors.New("upstream path must not hold dot segments or encoded separators")
 	}
 	return nil
-}
-
-// isLoopback reports whether host names the local machine.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // validScope checks a route's scope: one scope ending in "/.default".
