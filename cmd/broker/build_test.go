@@ -325,3 +325,32 @@ func TestWorkloadIdentityEnvironment(t *testing.T) {
 		t.Errorf("authority = %q, want https://login.microsoftonline.com", got)
 	}
 }
+
+// TestRouteScopeNotAllowed checks that a custom route whose scope the
+// default identity may not be served is refused at start, naming the route,
+// the scope and the setting, while the built-in routes stay (answering 403).
+func TestRouteScopeNotAllowed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	routesPath := filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(routesPath, []byte("routes:\n  - name: kusto\n    upstream: https://help.kusto.windows.net\n    scope: https://help.kusto.windows.net/.default\n  - name: la2\n    upstream: https://api.loganalytics.azure.com\n    scope: https://api.loganalytics.io/.default\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"AZURE_TENANT_ID": emulator.DemoTenantID, "AZURE_CLIENT_ID": emulator.DemoClientID, "AZURE_CLIENT_SECRET": "s",
+		"BROKER_ROUTES_FILE": routesPath, "BROKER_ALLOWED_SCOPES": "https://api.loganalytics.io",
+	}
+	cfg, err := loadConfig("serve", nil, func(k string) string { return env[k] }, os.Stderr, config.Serve, nil)
+	if err != nil {
+		t.Fatalf("loadConfig = %v", err)
+	}
+	_, err = build(cfg, zap.NewNop())
+	want := `BROKER_ROUTES_FILE: route "kusto" uses scope https://help.kusto.windows.net/.default, which BROKER_ALLOWED_SCOPES does not allow (https://api.loganalytics.io/.default): add the scope to BROKER_ALLOWED_SCOPES, or remove the route`
+	if err == nil || err.Error() != want {
+		t.Errorf("build = %v\nwant %s", err, want)
+	}
+	env["BROKER_ALLOWED_SCOPES"] = "https://api.loganalytics.io,https://help.kusto.windows.net"
+	if b := buildFrom(t, env); len(b.routes) != 5 {
+		t.Errorf("routes = %d, want the 3 built-in and 2 custom ones", len(b.routes))
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -238,9 +239,9 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 			}
 		}
 	}
+	var custom []proxy.Route
 	if cfg.RoutesFile != "" {
-		custom, err := proxy.LoadRoutes(cfg.RoutesFile)
-		if err != nil {
+		if custom, err = proxy.LoadRoutes(cfg.RoutesFile); err != nil {
 			return nil, fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
 		}
 		routes = append(routes, custom...)
@@ -261,36 +262,61 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		}
 	}()
 
-	px, err := proxy.New(proxy.Options{
-		Routes:       routes,
-		Tokens:       httpapi.NewBearer(c, ids[0], nil),
-		MaxBodyBytes: cfg.ProxyMaxBodyBytes,
-		Logger:       log,
-		Registerer:   reg,
-	})
-	if err != nil {
+	if err := checkRouteScopes(custom, ids[0]); err != nil {
 		return nil, err
 	}
-
 	listenHost := ""
 	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil {
 		listenHost = h
+	}
+	opsListenHost := ""
+	if h, _, err := net.SplitHostPort(cfg.OpsListen); err == nil {
+		opsListenHost = h
 	}
 	api, ops, err := httpapi.New(httpapi.Options{
 		Cache:          c,
 		Identities:     ids,
 		IdentityHeader: cfg.IdentityHeader,
-		Proxy:          px,
-		ListenHost:     listenHost,
-		Logger:         log.Named("http"),
-		Registerer:     reg,
-		Gatherer:       reg,
+		Proxy: func(tokens httpapi.ProxyTokens) (http.Handler, error) {
+			return proxy.New(proxy.Options{
+				Routes:       routes,
+				Tokens:       tokens,
+				MaxBodyBytes: cfg.ProxyMaxBodyBytes,
+				Logger:       log,
+				Registerer:   reg,
+			})
+		},
+		ListenHost:    listenHost,
+		OpsListenHost: opsListenHost,
+		Logger:        log.Named("http"),
+		Registerer:    reg,
+		Gatherer:      reg,
 	})
 	if err != nil {
 		return nil, err
 	}
 	built = true
 	return &broker{cache: c, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
+}
+
+// checkRouteScopes refuses, at start, a route from the routes file whose
+// scope the default identity (which the proxy uses) may not be served: such
+// a route could only ever answer 403. The built-in routes stay: with an
+// allowlist they answer 403 scope_not_allowed without an Entra call, like
+// /token does, and the allowlist alone decides.
+func checkRouteScopes(custom []proxy.Route, id httpapi.Identity) error {
+	if len(id.AllowedScopes) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, r := range custom {
+		if slices.Contains(id.AllowedScopes, r.Scope) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("BROKER_ROUTES_FILE: route %q uses scope %s, which BROKER_ALLOWED_SCOPES does not allow (%s): add the scope to BROKER_ALLOWED_SCOPES, or remove the route",
+			r.Name, r.Scope, strings.Join(id.AllowedScopes, ", ")))
+	}
+	return errors.Join(errs...)
 }
 
 // cloudRoutes are the built-in proxy routes with the cloud's endpoints and

@@ -442,22 +442,23 @@ func (c *Cache) Status(key Key) Status {
 // holds another token, so a burst of 401s for one token causes one fetch.
 // A failure the key is backing off from is kept: the next Get then answers
 // that error until the next attempt is due.
-func (c *Cache) Invalidate(key Key, accessToken string) {
+func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	if accessToken == "" {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.lru.Peek(key)
 	if !ok || c.closed {
-		return
+		return false
 	}
 	s := e.st.Load()
 	if s.token.AccessToken != accessToken {
-		return
+		return false
 	}
 	e.st.Store(&state{err: s.err, next: s.next})
 	c.log.Info("token invalidated", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
+	return true
 }
 
 // Close stops every timer, cancels the fetches in flight, waits for them to

@@ -31,8 +31,9 @@ type Cache interface {
 	Get(ctx context.Context, key cache.Key) (cache.Result, error)
 	// Status reports what the cache holds for key, for /readyz.
 	Status(key cache.Key) cache.Status
-	// Invalidate drops accessToken for key if it is still the one held.
-	Invalidate(key cache.Key, accessToken string)
+	// Invalidate drops accessToken for key if it is still the one held and
+	// a forced refresh is allowed now; it reports whether it dropped it.
+	Invalidate(key cache.Key, accessToken string) bool
 }
 
 // Identity is an app registration the broker holds credentials for.
@@ -86,11 +87,17 @@ type Options struct {
 	// IdentityHeader is the secret that callers of /msi/token must send in
 	// X-IDENTITY-HEADER; empty makes /msi/token answer a clear error.
 	IdentityHeader string
-	// Proxy serves /proxy/{route}/...; nil answers 404 there.
-	Proxy http.Handler
+	// Proxy, when set, builds the handler of /proxy/{route}/... from the
+	// tokens it may use, which pass the same gate as /token; nil answers
+	// 404 there.
+	Proxy func(ProxyTokens) (http.Handler, error)
 	// ListenHost is the host the API listener was configured with; requests
 	// naming it in Host pass the DNS-rebinding guard beside loopback names.
 	ListenHost string
+	// OpsListenHost is the host the ops listener was configured with; it
+	// passes the ops listener's Host guard beside loopback names and IP
+	// literals.
+	OpsListenHost string
 	// PrefetchScopes are more normalized scopes of the default identity that
 	// /readyz requires to hold a servable token, beside each identity's own
 	// Identity.PrefetchScopes.
@@ -156,7 +163,13 @@ func New(opts Options) (api, ops http.Handler, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return s.apiRoutes(), s.opsRoutes(), nil
+	var px http.Handler
+	if opts.Proxy != nil {
+		if px, err = opts.Proxy(ProxyTokens{s}); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s.apiRoutes(px), s.opsRoutes(), nil
 }
 
 // identity returns the identity a request selects by client ID, or the
@@ -193,9 +206,25 @@ func isIMDSHost(hostport string) bool {
 	return hostport == imdsAddress || hostport == imdsAddress+":80"
 }
 
-// hostAllowed is the DNS-rebinding guard: the Host header must name a
-// loopback address, localhost, or the configured listen host.
+// hostAllowed is the API listener's DNS-rebinding guard: the Host header
+// must name a loopback address, localhost, or the configured listen host.
 func (s *server) hostAllowed(hostport string) bool {
+	return hostOK(hostport, s.opts.ListenHost, false)
+}
+
+// opsHostAllowed is the ops listener's DNS-rebinding guard: beside the API
+// listener's names it takes any IP literal, since Prometheus and the
+// kubelet reach the ops listener by pod IP. A rebinding page needs a DNS
+// name to aim at 127.0.0.1; a page whose origin is an IP literal was served
+// from that address itself.
+func (s *server) opsHostAllowed(hostport string) bool {
+	return hostOK(hostport, s.opts.OpsListenHost, true)
+}
+
+// hostOK reports whether the Host header hostport names localhost, a
+// loopback address, listenHost (unless it is a wildcard), or, when anyIP,
+// any IP address but a wildcard.
+func hostOK(hostport, listenHost string, anyIP bool) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
@@ -208,9 +237,22 @@ func (s *server) hostAllowed(hostport string) bool {
 		return true
 	}
 	// netip, unlike net.ParseIP, does not allocate: this runs per request.
-	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() {
-		return true
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		if a.IsLoopback() || anyIP && !a.IsUnspecified() {
+			return true
+		}
 	}
-	lh := s.opts.ListenHost
+	lh := listenHost
 	return lh != "" && lh != "0.0.0.0" && lh != "::" && strings.EqualFold(host, lh)
+}
+
+// fromLoopback reports whether the request came from this host: over a
+// loopback TCP address or a unix socket (whose RemoteAddr is empty or "@").
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr == "" || r.RemoteAddr == "@"
+	}
+	return ap.Addr().Unmap().IsLoopback()
 }

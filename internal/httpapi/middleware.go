@@ -200,6 +200,19 @@ func (s *server) guard(next http.Handler) http.Handler {
 	})
 }
 
+// opsGuard is the ops listener's Host guard (opsHostAllowed).
+func (s *server) opsGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.opsHostAllowed(r.Host) {
+			s.writeError(w, r, httperr.New(http.StatusMisdirectedRequest, "host_not_allowed",
+				"The Host header does not name this broker's ops listener; it must be localhost, an IP address or the listen address.",
+				"Scrape and probe the ops listener by IP address (as Prometheus and the kubelet do) or as localhost. This guard stops web pages that rebind a DNS name to the broker."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // forwardingHeaders are the headers a proxy adds. Their presence, on any
 // line and even empty, marks a forwarded request: a proxy may append its
 // line after an empty one the client sent.

@@ -17,11 +17,16 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readiness is the /readyz body.
+// readiness is the /readyz body. Scopes and Missing name identities,
+// scopes and Entra's words (with the client ID in them): they go to callers
+// on this host only; others get the counts and Detail.
 type readiness struct {
-	Ready   bool          `json:"ready"`
-	Scopes  []scopeStatus `json:"scopes"`
-	Missing []string      `json:"missing,omitempty"`
+	Ready      bool          `json:"ready"`
+	ScopesOK   int           `json:"scopes_ready"`
+	ScopesWant int           `json:"scopes_required"`
+	Scopes     []scopeStatus `json:"scopes,omitempty"`
+	Missing    []string      `json:"missing,omitempty"`
+	Detail     string        `json:"detail,omitempty"`
 }
 
 type scopeStatus struct {
@@ -37,15 +42,17 @@ type scopeStatus struct {
 }
 
 // readyz answers 200 only when every prefetch scope of every identity holds
-// a servable token; the body says, per identity and scope, whether it is
-// ready and why not.
+// a servable token. To a caller on this host the body says, per identity and
+// scope, whether it is ready and why not; to others (Prometheus, the kubelet
+// by pod IP) only how many scopes are ready.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	body := readiness{Ready: true, Scopes: []scopeStatus{}}
+	body := readiness{Ready: true, Scopes: []scopeStatus{}, ScopesWant: len(s.prefetch)}
 	for _, p := range s.prefetch {
 		id, scope := p.id, p.scope
 		st := s.opts.Cache.Status(id.Key(scope))
 		ss := scopeStatus{Identity: id.Name, Scope: scope, Ready: st.Servable}
 		if st.Servable {
+			body.ScopesOK++
 			ss.ExpiresOn = st.ExpiresOn.Unix()
 		} else {
 			body.Ready = false
@@ -69,6 +76,10 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		body.Scopes = append(body.Scopes, ss)
+	}
+	if !fromLoopback(r) {
+		body.Scopes, body.Missing = nil, nil
+		body.Detail = "Ask from the broker's own host (loopback) for each scope's state and the reason it is not ready; the broker's log has them too."
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -15,10 +15,14 @@ import (
 //   - observe: access log and HTTP metrics, by route pattern (never the raw
 //     path or query, which may carry secrets);
 //   - guard: refuses forwarded requests and Host names other than loopback
-//     or the listen host (DNS rebinding).
-func (s *server) apiRoutes() http.Handler {
+//     or the listen host (DNS rebinding);
+//   - refuseBrowsers: refuses requests made by web pages, and marks every
+//     answer nosniff and same-origin only.
+//
+// Every way a token leaves then passes authorize (gate.go).
+func (s *server) apiRoutes(proxy http.Handler) http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.requestID, s.observe("api"), s.guard)
+	r.Use(s.recoverer, s.requestID, s.observe("api"), s.guard, s.refuseBrowsers)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
@@ -27,17 +31,19 @@ func (s *server) apiRoutes() http.Handler {
 	r.Get("/msi/token/", s.handle(s.msiToken))
 	r.Get("/metadata/identity/oauth2/token", s.handle(s.imdsToken))
 	r.Get("/metadata/identity/oauth2/token/", s.handle(s.imdsToken))
-	if s.opts.Proxy != nil {
-		r.Handle("/proxy/*", s.opts.Proxy)
+	if proxy != nil {
+		r.Handle("/proxy/*", proxy)
 	}
 	return r
 }
 
-// opsRoutes is the ops listener: metrics and health. It has no Host guard:
-// Prometheus and the kubelet reach it by pod IP.
+// opsRoutes is the ops listener: metrics and health. Its Host guard takes IP
+// literals too (Prometheus and the kubelet reach it by pod IP) but no DNS
+// name other than localhost and the listen host, so a page that rebinds a
+// name cannot read it; web pages are refused as on the API listener.
 func (s *server) opsRoutes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.requestID, s.observe("ops"))
+	r.Use(s.recoverer, s.requestID, s.observe("ops"), s.opsGuard, s.refuseBrowsers)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 

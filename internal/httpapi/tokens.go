@@ -31,29 +31,6 @@ type served struct {
 	identity *Identity
 }
 
-// serve resolves scope for the identity selected by clientID and gets its
-// token from the cache. Errors are *httperr.Error, with the result to count.
-func (s *server) serve(r *http.Request, id *Identity, scope string) (served, result, error) {
-	if !id.allows(scope) {
-		return served{}, resultForbidden, &httperr.Error{
-			Status:      http.StatusForbidden,
-			Code:        "scope_not_allowed",
-			Description: "The broker is configured not to serve tokens for " + scope + ".",
-			Hint:        "Ask for one of the allowed scopes (" + strings.Join(id.AllowedScopes, ", ") + "), or add this one to " + id.allowedSetting() + ".",
-		}
-	}
-	res, err := s.opts.Cache.Get(r.Context(), id.Key(scope))
-	if err != nil {
-		e, rs := tokenError(err, res.NextAttempt, s.now())
-		return served{}, rs, e
-	}
-	rs := resultSuccess
-	if res.Stale {
-		rs = resultStale
-	}
-	return served{Result: res, identity: id}, rs, nil
-}
-
 // tokenError maps a cache failure to the answer: a permanent Entra refusal is
 // 502 with Entra's codes and the hint; anything transient is 503 with
 // Retry-After from the cache's next attempt.
@@ -186,7 +163,7 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.token(endpointToken, resultNotFound)
 		return identityNotFound(q.Get("client_id"))
 	}
-	t, rs, err := s.serve(r, id, scope)
+	t, rs, err := s.grant(r.Context(), exit{route: "token", id: id, scope: scope})
 	s.metrics.token(endpointToken, rs)
 	if err != nil {
 		return err
@@ -308,7 +285,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q query
 	if err != nil {
 		return fail(resultNotFound, httperr.As(err))
 	}
-	t, rs, err := s.serve(r, id, scope)
+	t, rs, err := s.grant(r.Context(), exit{route: endpointNames[endpoint], id: id, scope: scope})
 	if err != nil {
 		e := httperr.As(err)
 		if rs == resultEntraError {

@@ -37,13 +37,15 @@ const PathPrefix = "/proxy/"
 // Tokens is where the proxy gets the bearer tokens it sends upstream. Its
 // methods are called concurrently.
 type Tokens interface {
-	// Bearer returns a servable access token for scope, or an error that is
-	// (or wraps) an *httperr.Error to answer with (e.g. 503 with RetryAfter
-	// when no valid token can be had).
-	Bearer(ctx context.Context, scope string) (string, error)
+	// Bearer returns a servable access token for scope on the named route,
+	// or an error that is (or wraps) an *httperr.Error to answer with (e.g.
+	// 503 with RetryAfter when no valid token can be had, 403 when the
+	// route's scope is not allowed).
+	Bearer(ctx context.Context, route, scope string) (string, error)
 	// Invalidate drops token from the cache if it is still the one held for
-	// scope, so the next Bearer fetches a fresh one (single-flight).
-	Invalidate(scope, token string)
+	// scope and a forced refresh is allowed now, so the next Bearer fetches
+	// a fresh one (single-flight); it reports whether it did.
+	Invalidate(route, scope, token string) bool
 }
 
 // Options configure New.
@@ -279,7 +281,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, rt.m, start, h.tooLarge)
 		return
 	}
-	tok, err := h.tokens.Bearer(r.Context(), rt.Scope)
+	tok, err := h.tokens.Bearer(r.Context(), rt.Name, rt.Scope)
 	if err == nil && tok == "" {
 		err = errEmptyToken
 	}

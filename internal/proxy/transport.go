@@ -87,11 +87,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return res, nil
 	}
 	rt := st.route
-	t.tokens.Invalidate(rt.Scope, st.token)
+	if !t.tokens.Invalidate(rt.Name, rt.Scope, st.token) {
+		return res, nil // the token was fresh or refreshed just now: no retry
+	}
 	if !st.replayable {
 		return res, nil // the response handler explains it
 	}
-	tok, err := t.tokens.Bearer(req.Context(), rt.Scope)
+	tok, err := t.tokens.Bearer(req.Context(), rt.Name, rt.Scope)
 	if err == nil && tok == "" {
 		err = errEmptyToken
 	}
