@@ -77,6 +77,10 @@ type Config struct {
 	ConfigFile string
 	// Identities are the identities of ConfigFile, filled by LoadFile.
 	Identities []Identity
+	// Callers are the caller rules of ConfigFile, filled by LoadFile: nil
+	// when it has no callers: key (every local caller may use everything),
+	// else the only callers served (an empty list serves no one).
+	Callers []CallerRule
 	// RoutesFile is a YAML file of custom proxy routes (BROKER_ROUTES_FILE),
 	// read by the proxy package. Empty means the built-in routes only.
 	RoutesFile string

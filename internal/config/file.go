@@ -70,6 +70,9 @@ type Identity struct {
 // errors can name its line.
 type fileDoc struct {
 	Identities []identityEntry `yaml:"identities"`
+	// Callers is nil when the file has no callers: key (every local caller
+	// may use everything).
+	Callers *[]callerEntry `yaml:"callers"`
 	// Routes is recognised only to say where routes belong.
 	Routes yaml.Node `yaml:"routes"`
 }
@@ -131,8 +134,8 @@ func (c *Config) LoadFile() error {
 	if len(data) > maxConfigFile {
 		return fmt.Errorf("BROKER_CONFIG: %s is larger than %d bytes: is it the right file?", c.ConfigFile, maxConfigFile)
 	}
-	ids, err := ParseIdentities(c.ConfigFile, data)
-	c.Identities = ids
+	parsed, err := parseFile(c.ConfigFile, data, systemUsers)
+	c.Identities, c.Callers = parsed.identities, parsed.callers
 	return err
 }
 
@@ -140,17 +143,31 @@ func (c *Config) LoadFile() error {
 // LoadFile) and returns its valid identities and every problem, joined.
 // Relative paths in it are resolved against path's directory.
 func ParseIdentities(path string, data []byte) ([]Identity, error) {
+	f, err := parseFile(path, data, systemUsers)
+	return f.identities, err
+}
+
+// file is what a configuration file gives: its valid identities and caller
+// rules (nil: no callers: key).
+type file struct {
+	identities []Identity
+	callers    []CallerRule
+}
+
+// parseFile parses the content of the configuration file path, resolving
+// the callers' user and group names with db.
+func parseFile(path string, data []byte, db userDB) (file, error) {
 	p := &fileParser{path: path, dir: filepath.Dir(path)}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var doc fileDoc
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: the file is empty: list the identities under \"identities:\"", path)
+			return file{}, fmt.Errorf("%s: the file is empty: list the identities under \"identities:\"", path)
 		}
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, p.syntaxError(err)
+			return file{}, p.syntaxError(err)
 		}
 		// A type error leaves the rest decoded: report it beside every
 		// other problem.
@@ -163,7 +180,7 @@ func ParseIdentities(path string, data []byte) ([]Identity, error) {
 	if doc.Routes.Kind != 0 {
 		p.fail(doc.Routes.Line, "routes do not belong here: put them in their own file and name it in BROKER_ROUTES_FILE")
 	}
-	if len(doc.Identities) == 0 && len(p.errs) == 0 {
+	if len(doc.Identities) == 0 && doc.Callers == nil && len(p.errs) == 0 {
 		p.fail(0, "the file names no identities: list them under \"identities:\"")
 	}
 	lines := itemLines(data, "identities")
@@ -200,7 +217,18 @@ func ParseIdentities(path string, data []byte) ([]Identity, error) {
 			out = append(out, id)
 		}
 	}
-	return out, p.err()
+	f := file{identities: out}
+	if doc.Callers != nil {
+		names := []string{"default"}
+		for _, id := range out {
+			names = append(names, id.Name)
+		}
+		f.callers = p.callers(*doc.Callers, itemLines(data, "callers"), names, db)
+		if f.callers == nil {
+			f.callers = []CallerRule{}
+		}
+	}
+	return f, p.err()
 }
 
 // fileParser collects the problems of one file.
@@ -262,14 +290,24 @@ func (p *fileParser) typeErrors(te *yaml.TypeError) {
 				what = fmt.Sprintf("unknown key %q of an identity: did you mean %s_id? (known keys: %s)", m[1], m[1], identityKeys)
 			case m[2] == "identityEntry":
 				what = fmt.Sprintf("unknown key %q of an identity (known keys: %s)", m[1], identityKeys)
+			case m[2] == "callerEntry":
+				what = fmt.Sprintf("unknown key %q of a caller rule (known keys: %s)", m[1], callerKeys)
+			case m[2] == "matchEntry":
+				what = fmt.Sprintf("unknown key %q of a caller rule's match (known keys: %s)", m[1], matchKeys)
+			case m[2] == "rateEntry":
+				what = fmt.Sprintf("unknown key %q of a caller rule's rate (known keys: %s)", m[1], rateKeys)
 			default:
-				what = fmt.Sprintf("unknown key %q (known keys: identities)", m[1])
+				what = fmt.Sprintf("unknown key %q (known keys: identities, callers)", m[1])
 			}
 		} else {
 			what = strings.NewReplacer(
 				"[]config.identityEntry", "a list of identities",
 				"config.identityEntry", "an identity (a mapping of keys to values)",
-				"config.fileDoc", "the configuration (a mapping with the key identities)",
+				"[]config.callerEntry", "a list of caller rules",
+				"config.callerEntry", "a caller rule (a mapping of keys to values)",
+				"config.matchEntry", "a match (a mapping such as {user: svc-reports})",
+				"config.rateEntry", "a rate (a mapping such as {per_second: 10, burst: 20})",
+				"config.fileDoc", "the configuration (a mapping with the keys identities and callers)",
 			).Replace(what)
 		}
 		p.fail(line, "%s", what)
