@@ -158,57 +158,98 @@ func (c Caller) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	return nil
 }
 
-// Identify asks the kernel who is on the other end of c. It never fails: a
-// peer it cannot name is an unknown caller. It may be called from any
-// goroutine while c is open; it does not read from or write to c.
+// Identify asks the kernel who is on the other end of c, process included.
+// It never fails: a peer it cannot name is an unknown caller. It may be
+// called from any goroutine while c is open; it does not read from or write
+// to c.
 //
 // A connection wrapped by a type with a NetConn() net.Conn method (such as
 // *tls.Conn) is unwrapped first.
 func Identify(c net.Conn) Caller {
+	return identifyPeer(unwrap(c)).withProcess()
+}
+
+// unwrap returns the connection underneath wrappers such as *tls.Conn.
+func unwrap(c net.Conn) net.Conn {
 	for {
 		w, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			break
+			return c
 		}
 		c = w.NetConn()
 	}
-	return identify(c)
+}
+
+// peer is what the cheap part of identifying a connection found: the caller
+// as far as the kernel names it in a system call or two, and for TCP the
+// inode of the peer's socket, whose process withProcess looks for.
+type peer struct {
+	Caller
+	inode uint32 // 0: there is no process to look for
 }
 
 // ctxKey is the context key of the caller of a connection.
 type ctxKey struct{}
 
+// connCaller is the caller of one connection, each part looked up once and
+// only when first asked for.
+type connCaller struct {
+	user func() Caller // the UserFromContext part
+	full func() Caller // the FromContext part
+}
+
 // ConnContext returns ctx carrying the caller of c, looked up on the first
-// FromContext and then remembered for the life of the connection. Its
-// signature fits http.Server.ConnContext.
+// FromContext or UserFromContext and then remembered for the life of the
+// connection. Its signature fits http.Server.ConnContext.
 //
 // The lookup is lazy because net/http calls ConnContext in its accept loop,
-// where a system call per connection would slow every accept; and because a
+// where system calls per connection would slow every accept; and because a
 // connection that never asks for a token should cost nothing. Waiting is
 // safe: the first request has arrived by the time anyone asks, so the peer's
 // socket is still open, and as long as the broker's end of the connection is
 // open no other socket can take over its address and port. A peer that has
 // already closed its end by then is an unknown caller, which fails closed.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, ctxKey{}, sync.OnceValue(func() Caller { return Identify(c) }))
+	c = unwrap(c)
+	p := sync.OnceValue(func() peer { return identifyPeer(c) })
+	return context.WithValue(ctx, ctxKey{}, &connCaller{
+		user: func() Caller { return p().Caller },
+		full: sync.OnceValue(func() Caller { return p().withProcess() }),
+	})
 }
 
 // NewContext returns ctx carrying c as the caller, as if it had been
 // identified: for tests, and for callers known without a connection.
 func NewContext(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, ctxKey{}, func() Caller { return c })
+	f := func() Caller { return c }
+	return context.WithValue(ctx, ctxKey{}, &connCaller{user: f, full: f})
 }
 
 // FromContext returns the caller that ConnContext or NewContext put in ctx,
-// identifying it now if this is the first time for the connection (later
-// calls return the remembered answer). A context with no caller gives an
-// unknown caller with an empty Network. Safe for concurrent use.
+// with everything that can be found about it, identifying it now if this is
+// the first time for the connection (later calls return the remembered
+// answer). For a TCP peer that means a search of /proc for its process —
+// from microseconds to tens of milliseconds, depending on how many files its
+// uid holds open — which UserFromContext avoids. A context with no caller
+// gives an unknown caller with an empty Network. Safe for concurrent use.
 func FromContext(ctx context.Context) Caller {
-	f, ok := ctx.Value(ctxKey{}).(func() Caller)
+	cc, ok := ctx.Value(ctxKey{}).(*connCaller)
 	if !ok {
 		return unknown("")
 	}
-	return f()
+	return cc.full()
+}
+
+// UserFromContext is FromContext without the search for a TCP peer's
+// process: Known, Network, UID and User are the same, but for TCP GID,
+// Group, PID and Exe are always unknown (-1, ""). It costs a few system calls
+// once per connection. A unix socket peer is named in full either way.
+func UserFromContext(ctx context.Context) Caller {
+	cc, ok := ctx.Value(ctxKey{}).(*connCaller)
+	if !ok {
+		return unknown("")
+	}
+	return cc.user()
 }
 
 // loopbackPeer reports whether a TCP peer at addr is on this host's loopback

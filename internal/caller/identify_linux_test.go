@@ -137,8 +137,16 @@ func TestIdentifySelf(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ln := tt.ln(t)
 			server, _ := serverSide(t, ln, func() (net.Conn, error) { return tt.dial(ln) })
-			if diff := cmp.Diff(self(t, tt.network), Identify(server)); diff != "" {
+			want := self(t, tt.network)
+			if diff := cmp.Diff(want, Identify(server)); diff != "" {
 				t.Errorf("Identify (-want +got):\n%s", diff)
+			}
+			ctx := ConnContext(t.Context(), server)
+			if tt.network == "tcp" {
+				want.GID, want.Group, want.PID, want.Exe = -1, "", -1, ""
+			}
+			if diff := cmp.Diff(want, UserFromContext(ctx)); diff != "" {
+				t.Errorf("UserFromContext (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -168,7 +176,7 @@ func TestIdentifyTCPNotLoopback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := identifyTCP(netip.MustParseAddrPort(tt.local), netip.MustParseAddrPort(tt.remote))
-		if want := unknown("tcp"); got != want {
+		if want := (peer{Caller: unknown("tcp")}); got != want {
 			t.Errorf("identifyTCP(%s, %s) = %v, want %v", tt.local, tt.remote, got, want)
 		}
 	}

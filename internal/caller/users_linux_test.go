@@ -132,7 +132,7 @@ func TestRealUsers(t *testing.T) {
 						"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 					cmd.Dir = dir
 					cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
-					var got Caller
+					var got, gotUser Caller
 					var out []byte
 					switch mode {
 					case "raw":
@@ -152,7 +152,9 @@ func TestRealUsers(t *testing.T) {
 						srv := &http.Server{
 							ConnContext: ConnContext,
 							Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-								json.NewEncoder(w).Encode(FromContext(r.Context()))
+								// The cheap part first, as a policy
+								// check would ask, then everything.
+								json.NewEncoder(w).Encode([]Caller{UserFromContext(r.Context()), FromContext(r.Context())})
 							}),
 							// A stuck child fails the test instead of hanging it.
 							ReadHeaderTimeout: 10 * time.Second,
@@ -160,12 +162,22 @@ func TestRealUsers(t *testing.T) {
 						go srv.Serve(ln)
 						defer srv.Close()
 						out = runChild(t, cmd)
-						got = parseCallerLine(t, out)
+						gotUser, got = parseCallerLine(t, out)
 					}
 					want := Caller{Known: true, Network: tr.network, UID: u.UID, GID: u.GID,
 						PID: cmd.Process.Pid, User: u.Name, Group: u.Group, Exe: exe}
 					if diff := cmp.Diff(want, got); diff != "" {
 						t.Errorf("caller seen by the server (-want +got):\n%s\nchild output:\n%s", diff, out)
+					}
+					if mode != "http" {
+						return
+					}
+					// Only a TCP peer's process takes a search.
+					if tr.network == "tcp" {
+						want.GID, want.Group, want.PID, want.Exe = -1, "", -1, ""
+					}
+					if diff := cmp.Diff(want, gotUser); diff != "" {
+						t.Errorf("UserFromContext (-want +got):\n%s", diff)
 					}
 				})
 			}
@@ -187,18 +199,19 @@ func runChild(t *testing.T, cmd *exec.Cmd) []byte {
 	return out
 }
 
-// parseCallerLine reads the caller an http helper printed.
-func parseCallerLine(t *testing.T, out []byte) Caller {
+// parseCallerLine reads what an http helper printed: the caller as
+// UserFromContext and as FromContext saw it.
+func parseCallerLine(t *testing.T, out []byte) (user, full Caller) {
 	t.Helper()
 	for line := range strings.Lines(string(out)) {
 		if js, ok := strings.CutPrefix(line, callerLine); ok {
-			var c Caller
-			if err := json.Unmarshal([]byte(js), &c); err != nil {
+			var c []Caller
+			if err := json.Unmarshal([]byte(js), &c); err != nil || len(c) != 2 {
 				t.Fatalf("client printed %q: %v", line, err)
 			}
-			return c
+			return c[0], c[1]
 		}
 	}
 	t.Fatalf("client printed no %q line:\n%s", callerLine, out)
-	return Caller{}
+	return Caller{}, Caller{}
 }
