@@ -68,7 +68,8 @@ func identifyUnix(c net.Conn) Caller {
 		return unknown("unix")
 	}
 	if pidfd >= 0 {
-		defer unix.Close(pidfd)
+		// Closing a pidfd only drops the reference; it cannot fail usefully.
+		defer func() { _ = unix.Close(pidfd) }()
 	}
 	who := Caller{Known: true, Network: "unix", UID: int(cred.Uid), GID: int(cred.Gid), PID: -1}
 	// A pid of 0 is a peer in a pid namespace the broker cannot see.
