@@ -45,6 +45,9 @@ func serverSide(t *testing.T, ln net.Listener, dial func() (net.Conn, error)) (s
 func listen(t *testing.T, network, addr string) net.Listener {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
+	if err != nil && network == "tcp6" {
+		t.Skipf("SKIP: no IPv6 loopback on this machine: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,7 @@ func mappedSocket(t *testing.T) int {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("SKIP: no IPv6 on this machine: %v", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
 		unix.Close(fd)
