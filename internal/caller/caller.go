@@ -11,7 +11,8 @@
 //     kernel recorded when the peer called connect(2). Where the kernel offers
 //     SO_PEERPIDFD (Linux 6.5 and later) the broker also holds a pidfd of that
 //     process, so an executable read from /proc/<pid>/exe is the peer's own and
-//     not that of a later process that reused the pid.
+//     not that of a later process that reused the pid; if that process has
+//     exited (its connection lives on in a child), PID and Exe are unknown.
 //   - A TCP peer is identified only when it connects from a loopback address.
 //     Its socket is then looked up in the kernel's socket table by the exact
 //     four-tuple (the sock_diag netlink interface that ss(8) uses), which gives
@@ -42,15 +43,21 @@
 //     namespace is whatever uid that namespace maps it to here, and a uid that
 //     is not mapped here at all shows as the overflow uid (65534, usually
 //     "nobody"). Granting anything to "nobody" grants it to every such caller.
-//   - Finding the pid of a TCP peer costs one readlink per open file of each
-//     process that runs as the peer's uid; the scan gives up after
-//     maxFDScan files, leaving the pid unknown. The broker must run as root
-//     (or with CAP_SYS_PTRACE) to see other users' processes; otherwise PID,
-//     GID (TCP only) and Exe stay unknown for them while the uid is still known.
+//   - Finding the process of a TCP peer costs one readlink per open file of
+//     each process that runs as the peer's uid, newest process first (the
+//     process found last for that uid before all others); the search gives
+//     up after maxFDScan files (tens of milliseconds), leaving PID, GID and
+//     Exe unknown. A peer running as root on a busy host is the expensive
+//     case. [UserFromContext] skips the search. The broker must run as root
+//     (or with CAP_SYS_PTRACE) to look into other users' processes;
+//     otherwise their Exe, and for TCP also their PID and GID, stay unknown
+//     while the uid is known.
+//   - Only Linux is supported: elsewhere every caller is unknown.
 //
 // Identification costs a few system calls per connection, never per request:
 // [ConnContext] stores a lazy, once-only lookup with the connection, so
-// connections that never ask for a token cost nothing.
+// connections that never ask for a token cost nothing. BenchmarkIdentifyTCP
+// and its neighbours in bench_linux_test.go give the figures.
 package caller
 
 import (
@@ -158,57 +165,98 @@ func (c Caller) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	return nil
 }
 
-// Identify asks the kernel who is on the other end of c. It never fails: a
-// peer it cannot name is an unknown caller. It may be called from any
-// goroutine while c is open; it does not read from or write to c.
+// Identify asks the kernel who is on the other end of c, process included.
+// It never fails: a peer it cannot name is an unknown caller. It may be
+// called from any goroutine while c is open; it does not read from or write
+// to c.
 //
 // A connection wrapped by a type with a NetConn() net.Conn method (such as
 // *tls.Conn) is unwrapped first.
 func Identify(c net.Conn) Caller {
+	return identifyPeer(unwrap(c)).withProcess()
+}
+
+// unwrap returns the connection underneath wrappers such as *tls.Conn.
+func unwrap(c net.Conn) net.Conn {
 	for {
 		w, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			break
+			return c
 		}
 		c = w.NetConn()
 	}
-	return identify(c)
+}
+
+// peer is what the cheap part of identifying a connection found: the caller
+// as far as the kernel names it in a system call or two, and for TCP the
+// inode of the peer's socket, whose process withProcess looks for.
+type peer struct {
+	Caller
+	inode uint32 // 0: there is no process to look for
 }
 
 // ctxKey is the context key of the caller of a connection.
 type ctxKey struct{}
 
+// connCaller is the caller of one connection, each part looked up once and
+// only when first asked for.
+type connCaller struct {
+	user func() Caller // the UserFromContext part
+	full func() Caller // the FromContext part
+}
+
 // ConnContext returns ctx carrying the caller of c, looked up on the first
-// FromContext and then remembered for the life of the connection. Its
-// signature fits http.Server.ConnContext.
+// FromContext or UserFromContext and then remembered for the life of the
+// connection. Its signature fits http.Server.ConnContext.
 //
 // The lookup is lazy because net/http calls ConnContext in its accept loop,
-// where a system call per connection would slow every accept; and because a
+// where system calls per connection would slow every accept; and because a
 // connection that never asks for a token should cost nothing. Waiting is
 // safe: the first request has arrived by the time anyone asks, so the peer's
 // socket is still open, and as long as the broker's end of the connection is
 // open no other socket can take over its address and port. A peer that has
 // already closed its end by then is an unknown caller, which fails closed.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, ctxKey{}, sync.OnceValue(func() Caller { return Identify(c) }))
+	c = unwrap(c)
+	p := sync.OnceValue(func() peer { return identifyPeer(c) })
+	return context.WithValue(ctx, ctxKey{}, &connCaller{
+		user: func() Caller { return p().Caller },
+		full: sync.OnceValue(func() Caller { return p().withProcess() }),
+	})
 }
 
 // NewContext returns ctx carrying c as the caller, as if it had been
 // identified: for tests, and for callers known without a connection.
 func NewContext(ctx context.Context, c Caller) context.Context {
-	return context.WithValue(ctx, ctxKey{}, func() Caller { return c })
+	f := func() Caller { return c }
+	return context.WithValue(ctx, ctxKey{}, &connCaller{user: f, full: f})
 }
 
 // FromContext returns the caller that ConnContext or NewContext put in ctx,
-// identifying it now if this is the first time for the connection (later
-// calls return the remembered answer). A context with no caller gives an
-// unknown caller with an empty Network. Safe for concurrent use.
+// with everything that can be found about it, identifying it now if this is
+// the first time for the connection (later calls return the remembered
+// answer). For a TCP peer that means a search of /proc for its process —
+// from microseconds to tens of milliseconds, depending on how many files its
+// uid holds open — which UserFromContext avoids. A context with no caller
+// gives an unknown caller with an empty Network. Safe for concurrent use.
 func FromContext(ctx context.Context) Caller {
-	f, ok := ctx.Value(ctxKey{}).(func() Caller)
+	cc, ok := ctx.Value(ctxKey{}).(*connCaller)
 	if !ok {
 		return unknown("")
 	}
-	return f()
+	return cc.full()
+}
+
+// UserFromContext is FromContext without the search for a TCP peer's
+// process: Known, Network, UID and User are the same, but for TCP GID,
+// Group, PID and Exe are always unknown (-1, ""). It costs a few system calls
+// once per connection. A unix socket peer is named in full either way.
+func UserFromContext(ctx context.Context) Caller {
+	cc, ok := ctx.Value(ctxKey{}).(*connCaller)
+	if !ok {
+		return unknown("")
+	}
+	return cc.user()
 }
 
 // loopbackPeer reports whether a TCP peer at addr is on this host's loopback

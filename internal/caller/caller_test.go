@@ -123,6 +123,9 @@ func TestFromContextWithoutCaller(t *testing.T) {
 	if diff := cmp.Diff(unknown(""), FromContext(context.Background())); diff != "" {
 		t.Errorf("FromContext(Background) (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff(unknown(""), UserFromContext(context.Background())); diff != "" {
+		t.Errorf("UserFromContext(Background) (-want +got):\n%s", diff)
+	}
 }
 
 func TestNewContext(t *testing.T) {
@@ -130,6 +133,9 @@ func TestNewContext(t *testing.T) {
 	ctx := NewContext(context.Background(), reports)
 	if diff := cmp.Diff(reports, FromContext(ctx)); diff != "" {
 		t.Errorf("FromContext(NewContext(reports)) (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(reports, UserFromContext(ctx)); diff != "" {
+		t.Errorf("UserFromContext(NewContext(reports)) (-want +got):\n%s", diff)
 	}
 }
 
@@ -164,17 +170,21 @@ func TestConnContextIsLazyAndOnce(t *testing.T) {
 		t.Fatalf("ConnContext looked at the connection %d times, want 0 until someone asks", n)
 	}
 	var wg sync.WaitGroup
-	for range 8 {
+	for i := range 8 {
+		from := FromContext
+		if i%2 == 0 {
+			from = UserFromContext
+		}
 		wg.Go(func() {
 			// A pipe is neither unix nor tcp: unknown, named after its network.
-			if got, want := FromContext(ctx), unknown("pipe"); got != want {
+			if got, want := from(ctx), unknown("pipe"); got != want {
 				t.Errorf("FromContext = %v, want %v", got, want)
 			}
 		})
 	}
 	wg.Wait()
 	if n := conn.asked.Load(); n != 1 {
-		t.Errorf("8 FromContext calls identified the connection %d times, want 1", n)
+		t.Errorf("8 FromContext and UserFromContext calls identified the connection %d times, want 1", n)
 	}
 }
 

@@ -10,22 +10,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// identify dispatches on the kind of connection; Identify has unwrapped c.
-func identify(c net.Conn) Caller {
+// identifyPeer dispatches on the kind of connection, which is unwrapped.
+func identifyPeer(c net.Conn) peer {
 	switch local := c.LocalAddr().(type) {
 	case *net.UnixAddr:
-		return identifyUnix(c)
+		return peer{Caller: identifyUnix(c)}
 	case *net.TCPAddr:
 		remote, ok := c.RemoteAddr().(*net.TCPAddr)
 		if !ok {
-			return unknown("tcp")
+			return peer{Caller: unknown("tcp")}
 		}
 		return identifyTCP(local.AddrPort(), remote.AddrPort())
 	case nil:
-		return unknown("")
+		return peer{Caller: unknown("")}
 	default:
-		return unknown(local.Network())
+		return peer{Caller: unknown(local.Network())}
 	}
+}
+
+// withProcess adds the process holding a TCP peer's socket, if it can be
+// found, to what identifyPeer found.
+func (p peer) withProcess() Caller {
+	who := p.Caller
+	if p.inode == 0 {
+		return who
+	}
+	if proc, ok := findProcess(p.inode, who.UID); ok {
+		who.PID, who.GID, who.Exe = proc.pid, proc.gid, proc.exe
+		who.Group = names.group(who.GID)
+	}
+	return who
 }
 
 // identifyUnix names the peer of a unix socket from SO_PEERCRED.
@@ -54,7 +68,8 @@ func identifyUnix(c net.Conn) Caller {
 		return unknown("unix")
 	}
 	if pidfd >= 0 {
-		defer unix.Close(pidfd)
+		// Closing a pidfd only drops the reference; it cannot fail usefully.
+		defer func() { _ = unix.Close(pidfd) }()
 	}
 	who := Caller{Known: true, Network: "unix", UID: int(cred.Uid), GID: int(cred.Gid), PID: -1}
 	// A pid of 0 is a peer in a pid namespace the broker cannot see.
@@ -92,24 +107,21 @@ func soPeerPidfd() int {
 	return 77
 }
 
-// identifyTCP names the peer of a TCP connection from local to remote (as
-// the broker sees them), when remote is a loopback address.
-func identifyTCP(local, remote netip.AddrPort) Caller {
+// identifyTCP names the uid of the peer of a TCP connection from local to
+// remote (as the broker sees them), when remote is a loopback address, and
+// the inode of its socket.
+func identifyTCP(local, remote netip.AddrPort) peer {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	if !loopbackPeer(remote.Addr()) {
-		return unknown("tcp")
+		return peer{Caller: unknown("tcp")}
 	}
 	// The peer's socket is the one whose own address is remote and whose
 	// peer is local.
 	sock, err := lookupTCP(remote, local)
 	if err != nil {
-		return unknown("tcp")
+		return peer{Caller: unknown("tcp")}
 	}
-	who := Caller{Known: true, Network: "tcp", UID: sock.uid, GID: -1, PID: -1}
-	if p, ok := findProcess(sock.inode, sock.uid); ok {
-		who.PID, who.GID, who.Exe = p.pid, p.gid, p.exe
-	}
-	who.User, who.Group = names.user(who.UID), names.group(who.GID)
-	return who
+	who := Caller{Known: true, Network: "tcp", UID: sock.uid, GID: -1, PID: -1, User: names.user(sock.uid)}
+	return peer{Caller: who, inode: sock.inode}
 }

@@ -4,10 +4,13 @@ package caller
 
 import "net"
 
-// identify knows no peers outside Linux: every caller is unknown there.
-func identify(c net.Conn) Caller {
+// identifyPeer knows no peers outside Linux: every caller is unknown there.
+func identifyPeer(c net.Conn) peer {
 	if a := c.LocalAddr(); a != nil {
-		return unknown(a.Network())
+		return peer{Caller: unknown(a.Network())}
 	}
-	return unknown("")
+	return peer{Caller: unknown("")}
 }
+
+// withProcess has nothing to add outside Linux.
+func (p peer) withProcess() Caller { return p.Caller }

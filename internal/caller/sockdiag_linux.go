@@ -51,7 +51,8 @@ func lookupTCP(self, peer netip.AddrPort) (peerSocket, error) {
 	if err != nil {
 		return peerSocket{}, fmt.Errorf("caller: sock_diag socket: %w", err)
 	}
-	defer unix.Close(fd)
+	// Closing a netlink socket that is done with cannot fail usefully.
+	defer func() { _ = unix.Close(fd) }()
 	if err := unix.Sendto(fd, diagRequest(self, peer), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return peerSocket{}, fmt.Errorf("caller: sock_diag request: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,16 +20,24 @@ import (
 
 	"github.com/entrabroker/broker/internal/caller/callertest"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // helperEnv tells a child copy of this test binary to act as a client:
 // "<mode> <network> <address>", where mode is raw (a line, then wait for the
-// server to close) or http (GET /whoami, print the answer).
+// server to close), http (GET /whoami, print the answer), handoff (a line,
+// then pass the connection to a new "hold" process, print its pid and exit)
+// or hold (wait on the connection passed as file descriptor 3 until the
+// server closes it).
 const helperEnv = "BROKER_CALLER_TEST_CLIENT"
 
 // callerLine starts the line on which an http helper prints what the
-// server saw.
-const callerLine = "CALLER "
+// server saw; holderLine the one on which a handoff helper prints the pid of
+// the process it passed its connection to.
+const (
+	callerLine = "CALLER "
+	holderLine = "HOLDER "
+)
 
 // TestHelperClient is the client that TestRealUsers runs as other users.
 func TestHelperClient(t *testing.T) {
@@ -42,6 +51,35 @@ func TestHelperClient(t *testing.T) {
 	}
 	mode, network, addr := f[0], f[1], f[2]
 	switch mode {
+	case "hold":
+		if _, err := io.ReadAll(os.NewFile(3, "connection")); err != nil {
+			t.Fatal(err)
+		}
+	case "handoff":
+		c, err := net.Dial(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "hello\n"); err != nil {
+			t.Fatal(err)
+		}
+		file, err := c.(interface{ File() (*os.File, error) }).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No standard output or error: the parent waits for this process
+		// alone, not for the holder, which outlives it.
+		holder := exec.Command(self, "-test.run=^TestHelperClient$")
+		holder.Env = append(os.Environ(), helperEnv+"=hold - -")
+		holder.ExtraFiles = []*os.File{file}
+		if err := holder.Start(); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("%s%d\n", holderLine, holder.Process.Pid)
 	case "raw":
 		c, err := net.Dial(network, addr)
 		if err != nil {
@@ -132,7 +170,7 @@ func TestRealUsers(t *testing.T) {
 						"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 					cmd.Dir = dir
 					cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
-					var got Caller
+					var got, gotUser Caller
 					var out []byte
 					switch mode {
 					case "raw":
@@ -152,7 +190,9 @@ func TestRealUsers(t *testing.T) {
 						srv := &http.Server{
 							ConnContext: ConnContext,
 							Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-								json.NewEncoder(w).Encode(FromContext(r.Context()))
+								// The cheap part first, as a policy
+								// check would ask, then everything.
+								json.NewEncoder(w).Encode([]Caller{UserFromContext(r.Context()), FromContext(r.Context())})
 							}),
 							// A stuck child fails the test instead of hanging it.
 							ReadHeaderTimeout: 10 * time.Second,
@@ -160,17 +200,109 @@ func TestRealUsers(t *testing.T) {
 						go srv.Serve(ln)
 						defer srv.Close()
 						out = runChild(t, cmd)
-						got = parseCallerLine(t, out)
+						gotUser, got = parseCallerLine(t, out)
 					}
 					want := Caller{Known: true, Network: tr.network, UID: u.UID, GID: u.GID,
 						PID: cmd.Process.Pid, User: u.Name, Group: u.Group, Exe: exe}
 					if diff := cmp.Diff(want, got); diff != "" {
 						t.Errorf("caller seen by the server (-want +got):\n%s\nchild output:\n%s", diff, out)
 					}
+					if mode != "http" {
+						return
+					}
+					// Only a TCP peer's process takes a search.
+					if tr.network == "tcp" {
+						want.GID, want.Group, want.PID, want.Exe = -1, "", -1, ""
+					}
+					if diff := cmp.Diff(want, gotUser); diff != "" {
+						t.Errorf("UserFromContext (-want +got):\n%s", diff)
+					}
 				})
 			}
 		}
 	}
+}
+
+// TestHandedOffConnection: the process that connected exits and leaves its
+// connection to a child. Over TCP the broker names the child, which holds
+// the socket now; over a unix socket the kernel names the process that
+// connected, and the broker, holding a pidfd of it, sees that it is gone and
+// names no process rather than whatever process reuses its pid.
+func TestHandedOffConnection(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		network string
+		ln      func(t *testing.T) net.Listener
+	}{
+		{"unix", "unix", func(t *testing.T) net.Listener {
+			return listen(t, "unix", filepath.Join(t.TempDir(), "broker.sock"))
+		}},
+		{"tcp", "tcp", func(t *testing.T) net.Listener { return listen(t, "tcp4", "127.0.0.1:0") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.network == "unix" && !havePeerPidfd(t) {
+				t.Skip("SKIP: the kernel has no SO_PEERPIDFD (Linux 6.5): a unix peer's pid may be stale, as documented")
+			}
+			ln := tt.ln(t)
+			cmd := exec.Command(exe, "-test.run=^TestHelperClient$")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=handoff %s %s", helperEnv, ln.Addr().Network(), ln.Addr()),
+				"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					close(accepted)
+					return
+				}
+				bufio.NewReader(c).ReadString('\n')
+				accepted <- c
+			}()
+			out := runChild(t, cmd) // the one that connected has exited and been reaped
+			c, ok := <-accepted
+			if !ok {
+				t.Fatalf("no connection; client printed:\n%s", out)
+			}
+			defer c.Close() // which ends the holder
+			var holder int
+			for line := range strings.Lines(string(out)) {
+				if pid, ok := strings.CutPrefix(strings.TrimSpace(line), holderLine); ok {
+					holder, _ = strconv.Atoi(pid)
+				}
+			}
+			if holder <= 0 {
+				t.Fatalf("client printed no holder pid:\n%s", out)
+			}
+			want := self(t, tt.network)
+			if tt.network == "tcp" {
+				want.PID = holder
+			} else {
+				want.PID, want.Exe = -1, ""
+			}
+			if diff := cmp.Diff(want, Identify(c)); diff != "" {
+				t.Errorf("Identify (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// havePeerPidfd reports whether the kernel offers SO_PEERPIDFD.
+func havePeerPidfd(t *testing.T) bool {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	pidfd, err := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, soPeerPidfd())
+	if err == nil {
+		unix.Close(pidfd)
+	}
+	return err == nil
 }
 
 // runChild runs cmd and returns its standard output, failing t if it fails.
@@ -187,18 +319,19 @@ func runChild(t *testing.T, cmd *exec.Cmd) []byte {
 	return out
 }
 
-// parseCallerLine reads the caller an http helper printed.
-func parseCallerLine(t *testing.T, out []byte) Caller {
+// parseCallerLine reads what an http helper printed: the caller as
+// UserFromContext and as FromContext saw it.
+func parseCallerLine(t *testing.T, out []byte) (user, full Caller) {
 	t.Helper()
 	for line := range strings.Lines(string(out)) {
 		if js, ok := strings.CutPrefix(line, callerLine); ok {
-			var c Caller
-			if err := json.Unmarshal([]byte(js), &c); err != nil {
+			var c []Caller
+			if err := json.Unmarshal([]byte(js), &c); err != nil || len(c) != 2 {
 				t.Fatalf("client printed %q: %v", line, err)
 			}
-			return c
+			return c[0], c[1]
 		}
 	}
 	t.Fatalf("client printed no %q line:\n%s", callerLine, out)
-	return Caller{}
+	return Caller{}, Caller{}
 }
