@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,8 +22,10 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/entrabroker/broker/internal/access"
 	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/cache"
+	"github.com/entrabroker/broker/internal/caller"
 	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/httpapi"
 	"github.com/entrabroker/broker/internal/proxy"
@@ -82,6 +85,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer func() { _ = b.cache.Close() }()
+	defer func() { _ = b.auditor.Close() }()
 
 	apiLn, err := listen(cfg.Listen)
 	if err != nil {
@@ -96,7 +100,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	errLog := zap.NewStdLog(log.Named("http"))
 	api := &http.Server{
-		Handler:           b.api,
+		Handler: b.api,
+		// The caller (uid, pid, executable) is looked up once per
+		// connection, when it first asks for a token.
+		ConnContext:       caller.ConnContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		// No ReadTimeout or WriteTimeout: a proxied query may upload a
 		// large body and run for 10 minutes (Prefer: wait=600).
@@ -164,6 +171,7 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 // broker is the wired program: what runServe serves and what it closes.
 type broker struct {
 	cache    *cache.Cache
+	auditor  *access.Auditor
 	api, ops http.Handler
 	// identities are the identities served; the first is the default.
 	identities []httpapi.Identity
@@ -265,6 +273,19 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	if err := checkRouteScopes(custom, ids[0]); err != nil {
 		return nil, err
 	}
+	policy, err := callersPolicy(cfg.Callers, ids, routes)
+	if err != nil {
+		return nil, err
+	}
+	auditor, err := access.NewAuditor(access.AuditOptions{Logger: log.Named("audit"), File: cfg.AuditFile, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !built {
+			_ = auditor.Close()
+		}
+	}()
 	listenHost := ""
 	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil {
 		listenHost = h
@@ -288,6 +309,8 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		},
 		ListenHost:    listenHost,
 		OpsListenHost: opsListenHost,
+		Policy:        policy,
+		Auditor:       auditor,
 		Logger:        log.Named("http"),
 		Registerer:    reg,
 		Gatherer:      reg,
@@ -296,7 +319,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		return nil, err
 	}
 	built = true
-	return &broker{cache: c, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
+	return &broker{cache: c, auditor: auditor, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
 }
 
 // checkRouteScopes refuses, at start, a route from the routes file whose
@@ -317,6 +340,45 @@ func checkRouteScopes(custom []proxy.Route, id httpapi.Identity) error {
 			r.Name, r.Scope, strings.Join(id.AllowedScopes, ", ")))
 	}
 	return errors.Join(errs...)
+}
+
+// callersPolicy builds the callers policy of rules (nil: none), with their
+// scopes normalized, refusing a rule that grants a proxy route the broker
+// does not have.
+func callersPolicy(rules []config.CallerRule, ids []httpapi.Identity, routes []proxy.Route) (*access.Policy, error) {
+	if rules == nil {
+		return nil, nil
+	}
+	var errs []error
+	out := make([]config.CallerRule, len(rules))
+	for i, r := range rules {
+		r.Scopes = slices.Clone(r.Scopes)
+		for j, sc := range r.Scopes {
+			if sc == "*" {
+				continue
+			}
+			n, err := normalizeConfigScope(r.Source+": caller rule "+strconv.Quote(r.Name)+": scopes", sc)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			r.Scopes[j] = n
+		}
+		for _, name := range r.Routes {
+			if name != "*" && !slices.ContainsFunc(routes, func(rt proxy.Route) bool { return rt.Name == name }) {
+				errs = append(errs, fmt.Errorf("%s: caller rule %q: routes names %q, which is no proxy route of the broker", r.Source, r.Name, name))
+			}
+		}
+		for _, name := range r.Identities {
+			if name != "*" && !slices.ContainsFunc(ids, func(id httpapi.Identity) bool { return id.Name == name }) {
+				errs = append(errs, fmt.Errorf("%s: caller rule %q: identities names %q, which the broker does not serve (set AZURE_CLIENT_ID for the default identity)", r.Source, r.Name, name))
+			}
+		}
+		out[i] = r
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return access.NewPolicy(out, nil), nil
 }
 
 // cloudRoutes are the built-in proxy routes with the cloud's endpoints and

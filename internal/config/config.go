@@ -81,6 +81,8 @@ type Config struct {
 	// when it has no callers: key (every local caller may use everything),
 	// else the only callers served (an empty list serves no one).
 	Callers []CallerRule
+	// AuditFile, when set, is the append-only audit file (BROKER_AUDIT_FILE).
+	AuditFile string
 	// RoutesFile is a YAML file of custom proxy routes (BROKER_ROUTES_FILE),
 	// read by the proxy package. Empty means the built-in routes only.
 	RoutesFile string
@@ -181,6 +183,7 @@ var settings = func() []setting {
 		l("BROKER_PREFETCH_SCOPES", "prefetch-scopes", "comma-separated scopes fetched at start and kept warm; /readyz waits for them", func(c *Config) *[]string { return &c.PrefetchScopes }),
 		l("BROKER_ALLOWED_SCOPES", "allowed-scopes", "comma-separated scopes; when set, any other scope is refused", func(c *Config) *[]string { return &c.AllowedScopes }),
 		s("BROKER_CONFIG", "config", "YAML file naming more identities", false, func(c *Config) *string { return &c.ConfigFile }),
+		s("BROKER_AUDIT_FILE", "audit-file", "append-only JSON-lines audit file: one line per token handed out or request refused (beside the log's audit lines)", false, func(c *Config) *string { return &c.AuditFile }),
 		s("BROKER_ROUTES_FILE", "routes-file", "YAML file of custom proxy routes (name, upstream, scope)", false, func(c *Config) *string { return &c.RoutesFile }),
 		s("BROKER_LOG_LEVEL", "log-level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		s("BROKER_LOG_FORMAT", "log-format", "json or console", false, func(c *Config) *string { return &c.LogFormat }),

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/entrabroker/broker/internal/access"
+	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/httperr"
 )
 
@@ -18,34 +19,47 @@ type exit struct {
 	scope string
 }
 
-// authorize is the trust boundary's one gate: every way a token leaves the
-// process — the token routes and the proxy's routes — asks it before the
-// cache is touched, so a refused request costs no Entra call. Requests from
-// web pages were already refused by refuseBrowsers, which every route of
-// both listeners passes. Today it applies the identity's allowed scopes.
-func (s *server) authorize(_ context.Context, e exit) error {
-	if !e.id.allows(e.scope) {
-		return &httperr.Error{
+// grant is the trust boundary's one gate: every way a token leaves the
+// process — the token routes and the proxy's routes — gets its token here.
+// Requests from web pages were already refused by refuseBrowsers, which
+// every route of both listeners passes. grant then applies, before the
+// cache is touched (so a refused request costs no Entra call), the callers
+// policy (who the kernel says is asking, and at what rate) and the
+// identity's allowed scopes; it writes the audit trail of every grant and
+// refusal. Errors are *httperr.Error, with the result to count.
+func (s *server) grant(ctx context.Context, e exit) (served, result, error) {
+	ae := access.Exit{Route: e.route, Identity: e.id.Name, Scope: e.scope}
+	var rule *config.CallerRule
+	var refusal *httperr.Error
+	if s.opts.Policy != nil {
+		rule, refusal = s.opts.Policy.Check(s.opts.Policy.Caller(ctx), ae)
+	}
+	ruleName := ""
+	if rule != nil {
+		ruleName = rule.Name
+	}
+	if refusal == nil && !e.id.allows(e.scope) {
+		refusal = &httperr.Error{
 			Status:      http.StatusForbidden,
 			Code:        "scope_not_allowed",
 			Description: "The broker is configured not to serve tokens for " + e.scope + ".",
 			Hint:        "Ask for one of the allowed scopes (" + strings.Join(e.id.AllowedScopes, ", ") + "), or add this one to " + e.id.allowedSetting() + ".",
 		}
 	}
-	return nil
-}
-
-// grant passes e through the gate and gets its token from the cache. Errors
-// are *httperr.Error, with the result to count.
-func (s *server) grant(ctx context.Context, e exit) (served, result, error) {
-	if err := s.authorize(ctx, e); err != nil {
-		return served{}, resultForbidden, err
+	if refusal != nil {
+		limited := refusal.Status == http.StatusTooManyRequests
+		s.opts.Auditor.Deny(ctx, ruleName, ae, refusal.Code, limited)
+		if limited {
+			return served{}, resultRateLimited, refusal
+		}
+		return served{}, resultForbidden, refusal
 	}
 	res, err := s.opts.Cache.Get(ctx, e.id.Key(e.scope))
 	if err != nil {
 		he, rs := tokenError(err, res.NextAttempt, s.now())
 		return served{}, rs, he
 	}
+	s.opts.Auditor.Grant(ctx, ruleName, ae, res.Token.AccessToken, res.Token.ExpiresOn)
 	rs := resultSuccess
 	if res.Stale {
 		rs = resultStale
@@ -62,11 +76,21 @@ func (s *server) refuseBrowsers(next http.Handler) http.Handler {
 		h["X-Content-Type-Options"] = nosniff
 		h["Cross-Origin-Resource-Policy"] = sameOrigin
 		if e := access.Browser(r.Header); e != nil {
+			s.opts.Auditor.Deny(r.Context(), "", access.Exit{Route: auditPath(r.URL.Path)}, e.Code, false)
 			s.writeError(w, r, e)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// auditPath is how a refused request's path is named in the audit trail:
+// the path, without the query, at most 128 bytes.
+func auditPath(p string) string {
+	if len(p) > 128 {
+		return p[:128]
+	}
+	return p
 }
 
 var (

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/entrabroker/broker/internal/access"
 	"github.com/entrabroker/broker/internal/cache"
 )
 
@@ -102,6 +103,12 @@ type Options struct {
 	// /readyz requires to hold a servable token, beside each identity's own
 	// Identity.PrefetchScopes.
 	PrefetchScopes []string
+	// Policy is the callers policy every token exit passes; nil lets every
+	// caller have everything.
+	Policy *access.Policy
+	// Auditor receives the audit trail of every grant and refusal; nil
+	// writes none.
+	Auditor *access.Auditor
 	// Logger receives the access log and errors; nil discards.
 	Logger *zap.Logger
 	// Registerer receives the HTTP metrics; nil registers nothing.

@@ -26,7 +26,8 @@ const (
 	resultSuccess      result = iota // a token was served
 	resultStale                      // a token was served while its refresh is failing
 	resultBadRequest                 // the request was malformed
-	resultForbidden                  // scope not allowed
+	resultForbidden                  // scope or caller not allowed
+	resultRateLimited                // the caller asked faster than its rule allows
 	resultUnauthorized               // identity header missing or wrong
 	resultNotFound                   // no such identity
 	resultEntraError                 // Entra refused (permanent)
@@ -35,7 +36,7 @@ const (
 	numResults
 )
 
-var resultNames = [numResults]string{"success", "stale", "bad_request", "forbidden", "unauthorized", "identity_not_found", "entra_error", "unavailable", "internal_error"}
+var resultNames = [numResults]string{"success", "stale", "bad_request", "forbidden", "rate_limited", "unauthorized", "identity_not_found", "entra_error", "unavailable", "internal_error"}
 
 // metrics are the HTTP layer's metrics. The token request counters are
 // created up front so that counting on the hot path needs no label lookup.

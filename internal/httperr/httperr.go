@@ -31,6 +31,9 @@ type Error struct {
 	// Message, when set, is sent as "message" too: the Azure SDKs for
 	// JavaScript and Python show only that field of a managed-identity error.
 	Message string
+	// Caller, when set, is sent as "caller": who the broker saw asking
+	// (uid, user, pid, executable), on a refusal of the callers policy.
+	Caller any
 	// RetryAfter, when positive, is sent as the Retry-After header (whole
 	// seconds, rounded up).
 	RetryAfter time.Duration
@@ -63,6 +66,7 @@ type Body struct {
 	AADCodes      []int  `json:"aad_error_codes,omitempty"`
 	CorrelationID string `json:"correlation_id,omitempty"`
 	Message       string `json:"message,omitempty"`
+	Caller        any    `json:"caller,omitempty"`
 }
 
 // Internal is what a client sees for an error that is not an *Error: a
@@ -105,5 +109,6 @@ func Write(w http.ResponseWriter, err error) {
 		AADCodes:      e.AADCodes,
 		CorrelationID: e.CorrelationID,
 		Message:       e.Message,
+		Caller:        e.Caller,
 	})
 }
