@@ -152,7 +152,7 @@ func checkReadable(f credentialFile) error {
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	return fmt.Errorf("cannot be read (%v): check the path and the file", err)
+	return fmt.Errorf("cannot be read (%w): check the path and the file", err)
 }
 
 // permissionProblem says who else may read f's file, when someone who need
