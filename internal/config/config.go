@@ -316,7 +316,10 @@ const (
 )
 
 // Validate reports every problem with c at once, each with what to do, joined
-// into one error; nil when c is usable in mode.
+// into one error; nil when c is usable in mode. In Serve mode it opens every
+// credential file, of the environment's identity and of c.Identities, to
+// check that it can be read now (it never reads the content): a missing
+// file is a start error, not a failure at the first request.
 func (c Config) Validate(mode Mode) error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }

@@ -486,10 +486,10 @@ func (c Config) identitiesProblems(files bool) []error {
 		if c.ClientID != "" && strings.EqualFold(id.ClientID, c.ClientID) {
 			errs = append(errs, fmt.Errorf("%s: identity %q has the client_id of AZURE_CLIENT_ID: each app registration is served once; drop one of them", id.Source, id.Name))
 		}
+		if !files {
+			continue
+		}
 		for _, f := range id.files() {
-			if !files {
-				break
-			}
 			if err := checkReadable(f); err != nil {
 				errs = append(errs, fmt.Errorf("%s: identity %q: %s %q %w", id.Source, id.Name, f.setting, f.path, err))
 			}
