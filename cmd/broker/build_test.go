@@ -315,10 +315,15 @@ func TestWatchExpiryChecksAtStartAndEachTick(t *testing.T) {
 // workload identity webhook sets, trailing slash of the authority included.
 func TestWorkloadIdentityEnvironment(t *testing.T) {
 	t.Parallel()
+	// The token file must exist at start; its content is read per request.
+	tokenFile := filepath.Join(t.TempDir(), "azure-identity-token")
+	if err := os.WriteFile(tokenFile, []byte("a projected token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b := buildFrom(t, map[string]string{
 		"AZURE_CLIENT_ID":            emulator.DemoClientID,
 		"AZURE_TENANT_ID":            emulator.DemoTenantID,
-		"AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token",
+		"AZURE_FEDERATED_TOKEN_FILE": tokenFile,
 		"AZURE_AUTHORITY_HOST":       "https://login.microsoftonline.com/",
 	})
 	if got := b.identities[0].Authority; got != "https://login.microsoftonline.com" {

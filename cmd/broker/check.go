@@ -36,13 +36,15 @@ const (
 // stable array of these, with every field always present.
 type checkResult struct {
 	// Check names what was checked: "config", "token:<identity>" or
-	// "query:<identity>".
+	// "query:<identity>"; "warning" is a configuration that works but should
+	// not be left so (OK, with a hint).
 	Check string `json:"check"`
 	// OK reports that the check passed.
 	OK bool `json:"ok"`
 	// Detail says what was found.
 	Detail string `json:"detail"`
-	// Hint says what to do when the check failed; empty when it passed.
+	// Hint says what to do when the check failed or warns; empty when it
+	// passed.
 	Hint string `json:"hint"`
 }
 
@@ -101,7 +103,7 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		printChecks(stdout, ck.results)
 	}
 	if n := ck.failures(); n > 0 {
-		return checkFailed{n, len(ck.results)}
+		return checkFailed{n, ck.checks()}
 	}
 	return nil
 }
@@ -118,6 +120,23 @@ func (c *checker) pass(check, detail string) {
 
 func (c *checker) fail(check, detail, hint string) {
 	c.results = append(c.results, checkResult{Check: check, Detail: detail, Hint: hint})
+}
+
+// warn records something that works but should not be left so: it does
+// not fail the check.
+func (c *checker) warn(check, detail, hint string) {
+	c.results = append(c.results, checkResult{Check: check, OK: true, Detail: detail, Hint: hint})
+}
+
+// checks counts the results that are checks, not warnings.
+func (c *checker) checks() int {
+	n := 0
+	for _, r := range c.results {
+		if !r.OK || r.Hint == "" {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *checker) failures() int {
@@ -154,6 +173,10 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 	}
 	c.pass("config", fmt.Sprintf("valid: %d %s (%s), cloud %s, authority %s",
 		len(specs), plural(len(specs), "identity", "identities"), strings.Join(names, ", "), cloud.Name, authority))
+	for _, w := range cfg.Warnings() {
+		detail, hint := splitFix(w)
+		c.warn("warning", detail, hint)
+	}
 	if workspace != "" && !guidRE.MatchString(workspace) {
 		c.fail("workspace", fmt.Sprintf("--workspace %q is not a workspace ID", workspace),
 			"Use the Workspace ID, a GUID on the workspace's Overview page in the Azure portal (not its name or resource ID).")
@@ -388,7 +411,7 @@ func redactToken(s, token string) string {
 }
 
 // fixRE finds the start of the "what to do" part of a configuration problem.
-var fixRE = regexp.MustCompile(`: (use|set|copy|add|keep|write|give|fix|drop|choose|put|name|list) `)
+var fixRE = regexp.MustCompile(`: (use|set|copy|add|keep|write|give|fix|drop|choose|put|name|list|replace|check|make) `)
 
 // splitFix splits a configuration problem, "<what is wrong>: <what to do>",
 // into the two; a problem without a fix gets a general one.
@@ -424,22 +447,30 @@ func printChecks(w io.Writer, results []checkResult) {
 		width = max(width, len(r.Check))
 	}
 	var b bytes.Buffer
-	failed := 0
+	failed, warned := 0, 0
 	for _, r := range results {
 		mark := "✓"
-		if !r.OK {
+		switch {
+		case !r.OK:
 			mark = "✗"
 			failed++
+		case r.Hint != "":
+			mark = "!"
+			warned++
 		}
 		fmt.Fprintf(&b, "%s %-*s  %s\n", mark, width, r.Check, r.Detail)
-		if !r.OK && r.Hint != "" {
+		if r.Hint != "" {
 			fmt.Fprintf(&b, "  %*s  fix: %s\n", width, "", r.Hint)
 		}
 	}
+	warnings := ""
+	if warned > 0 {
+		warnings = fmt.Sprintf(" (%d %s)", warned, plural(warned, "warning", "warnings"))
+	}
 	if failed == 0 {
-		fmt.Fprintf(&b, "\nAll %d checks passed.\n", len(results))
+		fmt.Fprintf(&b, "\nAll %d checks passed%s.\n", len(results)-warned, warnings)
 	} else {
-		fmt.Fprintf(&b, "\n%d of %d checks failed.\n", failed, len(results))
+		fmt.Fprintf(&b, "\n%d of %d checks failed%s.\n", failed, len(results)-warned, warnings)
 	}
 	_, _ = w.Write(b.Bytes())
 }

@@ -76,6 +76,21 @@ func TestCheck(t *testing.T) {
 			env["AZURE_CLIENT_SECRET"] = "9a1b2c3d-0000-4000-8000-000000000001"
 			env["BROKER_LOG_LEVEL"] = "loud"
 		}, wantFail: 3},
+		// Warnings do not fail the check: a secret file every user can
+		// read, and an API listener other hosts can reach.
+		{name: "warnings", env: func(t *testing.T, env map[string]string, dir string) {
+			secret := filepath.Join(dir, "client-secret")
+			if err := os.WriteFile(secret, []byte(emulator.DemoClientSecret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(secret, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			delete(env, "AZURE_CLIENT_SECRET")
+			env["AZURE_CLIENT_SECRET_FILE"] = secret
+			env["BROKER_LISTEN"] = "0.0.0.0:8400"
+			env["BROKER_ALLOW_REMOTE_LISTEN"] = "true"
+		}},
 		{name: "several-identities", args: []string{"--workspace", ws}, wantFail: 1, env: func(t *testing.T, env map[string]string, dir string) {
 			secret := filepath.Join(dir, "reports-secret")
 			cfg := filepath.Join(dir, "broker.yaml")
@@ -112,8 +127,9 @@ func TestCheck(t *testing.T) {
 				emu := httptest.NewServer(az)
 				t.Cleanup(emu.Close)
 				env := serveEnv(emu.URL)
+				dir := t.TempDir()
 				if tt.env != nil {
-					tt.env(t, env, t.TempDir())
+					tt.env(t, env, dir)
 				}
 				args := append([]string{"check"}, tt.args...)
 				if asJSON {
@@ -141,7 +157,7 @@ func TestCheck(t *testing.T) {
 						}
 					}
 				}
-				got := strings.ReplaceAll(stdout.String(), emu.URL, "EMULATOR")
+				got := strings.NewReplacer(emu.URL, "EMULATOR", dir, "DIR").Replace(stdout.String())
 				golden(t, filepath.Join("testdata", "check", tt.name+ext), got)
 
 				// Nothing secret reached the output: not a token, not a secret.

@@ -487,6 +487,65 @@ func TestConfigurationProblems(t *testing.T) {
 	}
 }
 
+// TestServeRefusesAMissingSecretFile: a missing credential file stops the
+// start with an error that names the setting and the file, instead of a 502
+// at the first request.
+func TestServeRefusesAMissingSecretFile(t *testing.T) {
+	_, emu := emulated(t)
+	env := serveEnv(emu.URL)
+	missing := filepath.Join(t.TempDir(), "client-secret")
+	delete(env, "AZURE_CLIENT_SECRET")
+	env["AZURE_CLIENT_SECRET_FILE"] = missing
+	env["BROKER_LISTEN"] = "0.0.0.0:0"
+	env["BROKER_IDENTITY_HEADER"] = "short"
+	hook := context.WithValue(context.Background(), listenHookKey{}, listenHook(func(api, ops net.Addr) {
+		t.Errorf("the broker opened its listeners (%s, %s) with a missing secret file", api, ops)
+	}))
+	err := run(hook, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	var ce configError
+	if !errors.As(err, &ce) {
+		t.Fatalf("run(serve) with a missing secret file = %v, want a configError", err)
+	}
+	want := "the configuration has problems:\n" +
+		`  - AZURE_CLIENT_SECRET_FILE "` + missing + `" does not exist: check the path, and in Kubernetes the volume mount that provides the file` + "\n" +
+		`  - BROKER_LISTEN "0.0.0.0:0" is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers` + "\n" +
+		`  - BROKER_IDENTITY_HEADER is 5 characters long, and it is the only secret that protects /msi/token: use at least 16 random characters, such as the output of openssl rand -hex 16`
+	if err.Error() != want {
+		t.Errorf("run(serve) = %q\nwant %q", err, want)
+	}
+}
+
+// TestServeLogsWarnings: what the configuration allows but should not is
+// logged at every start, one warning line each.
+func TestServeLogsWarnings(t *testing.T) {
+	_, emu := emulated(t)
+	env := serveEnv(emu.URL)
+	secret := filepath.Join(t.TempDir(), "client-secret")
+	if err := os.WriteFile(secret, []byte(emulator.DemoClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	delete(env, "AZURE_CLIENT_SECRET")
+	env["AZURE_CLIENT_SECRET_FILE"] = secret
+	r := start(t, env)
+	if err := r.stop(t); err != nil {
+		t.Fatalf("run() = %v", err)
+	}
+	var warnings []string
+	for _, line := range strings.Split(r.stderr.String(), "\n") {
+		var l struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Level == "warn" {
+			warnings = append(warnings, l.Msg)
+		}
+	}
+	want := []string{`AZURE_CLIENT_SECRET_FILE "` + secret + `" can be read by every user of this machine (mode 0644): make it readable by the broker alone (chmod 0400; in Kubernetes, where secret volumes default to 0644, set the volume's defaultMode: 0400 and, unless the broker runs as root, the pod's securityContext.fsGroup to its group)`}
+	if len(warnings) != 1 || warnings[0] != want[0] {
+		t.Errorf("warning lines = %q, want %q", warnings, want)
+	}
+}
+
 func TestTokenCommand(t *testing.T) {
 	_, emu := emulated(t)
 	env := serveEnv(emu.URL)

@@ -80,6 +80,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer demo.close()
 	}
 
+	// After startDemo: the demo's configuration is the one that runs.
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+
 	b, err := build(cfg, log)
 	if err != nil {
 		return err

@@ -565,7 +565,7 @@ func TestTokenSecretFileRotation(t *testing.T) {
 	writeFileAtomic(t, path, "")
 	n := f.count()
 	_, err := c.Token(context.Background(), testScope)
-	checkCredentialError(t, err, 7000218, "new-secret-value-rotated")
+	checkCredentialError(t, err, "new-secret-value-rotated")
 	if f.count() != n {
 		t.Errorf("a request was sent with an empty secret file")
 	}

@@ -38,7 +38,7 @@ var sensitiveParams = []string{"client_secret", "client_assertion"}
 // SecretCredential returns a Credential that sends value as client_secret.
 // Trailing newlines and carriage returns are trimmed (a secret pasted from a
 // file or `kubectl create secret --from-file` often has one). An empty value
-// fails every request with AADSTS7000218's hint, without calling Entra.
+// fails every request with a hint, without calling Entra.
 //
 // The credential prints as "azure.SecretCredential([redacted])".
 func SecretCredential(value string) Credential {
@@ -49,7 +49,7 @@ type secretCredential struct{ value string }
 
 func (c secretCredential) Apply(_ context.Context, r *TokenRequest) error {
 	if c.value == "" {
-		return credentialError(7000218, "client secret is empty",
+		return credentialError("client secret is empty",
 			"The client secret is empty. Set AZURE_CLIENT_SECRET to the secret's Value, or use AZURE_CLIENT_SECRET_FILE.", nil)
 	}
 	r.Form.Set("client_secret", c.value)
@@ -69,7 +69,6 @@ var secretFileKind = fileKind{
 	holds:   "the secret's Value",
 	mount:   "the secret volume mount and its key",
 	limit:   maxSecretFile,
-	code:    7000218,
 }
 
 // SecretFileCredential returns a Credential that sends the content of the
@@ -108,7 +107,7 @@ func parseSecretFile(path string) func([]byte) (string, error) {
 	return func(b []byte) (string, error) {
 		v := strings.TrimRight(string(b), "\r\n")
 		if v == "" {
-			return "", credentialError(7000218, fmt.Sprintf("client secret file %q is empty", path),
+			return "", credentialError(fmt.Sprintf("client secret file %q is empty", path),
 				"The client secret file is empty. Put the secret's Value in it (in Kubernetes, check the secret's key and the volume mount).", nil)
 		}
 		return v, nil
@@ -130,14 +129,14 @@ func (c *secretFileCredential) String() string {
 
 func (c *secretFileCredential) GoString() string { return c.String() }
 
-// credentialError is a local, permanent credential failure. code is the
-// AADSTS code Entra would answer for a request without the credential.
-func credentialError(code int, desc, hint string, err error) *Error {
+// credentialError is a local, permanent credential failure. It carries no
+// AADSTS code: no request reached Entra, and a code would send the reader to
+// Entra's documentation instead of the file or setting that is wrong.
+func credentialError(desc, hint string, err error) *Error {
 	return &Error{
 		Op:          "credential",
 		Code:        "invalid_client",
 		Description: desc,
-		AADCodes:    []int{code},
 		Hint:        hint,
 		Err:         err,
 	}

@@ -41,7 +41,6 @@ var certificateFileKind = fileKind{
 	holds:   "the certificate and its private key (PEM or PKCS#12)",
 	mount:   "the secret volume mount and its key",
 	limit:   maxCertificateFile,
-	code:    7000218,
 }
 
 // CertificateOptions configures CertificateCredential. The zero value is
@@ -214,7 +213,7 @@ func (c *certificateCredential) GoString() string { return c.String() }
 // parseCertificateFile reads a PEM or PKCS#12 certificate file's content.
 func parseCertificateFile(path string, b []byte, password string) (*certificateKey, error) {
 	fail := func(desc, hint string, err error) (*certificateKey, error) {
-		return nil, credentialError(7000218, fmt.Sprintf("client certificate file %q: %s", path, desc), hint, err)
+		return nil, credentialError(fmt.Sprintf("client certificate file %q: %s", path, desc), hint, err)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return fail("is empty", "Put the certificate and its private key in the file (PEM, or PKCS#12 with AZURE_CLIENT_CERTIFICATE_PASSWORD).", nil)
@@ -300,7 +299,7 @@ func parseCertificateFile(path string, b []byte, password string) (*certificateK
 // of a PEM file. Other blocks are ignored.
 func parsePEMCertificateFile(b []byte) (certs []*x509.Certificate, key any, err error) {
 	fail := func(desc, hint string, err error) ([]*x509.Certificate, any, error) {
-		return nil, nil, credentialError(7000218, desc, hint, err)
+		return nil, nil, credentialError(desc, hint, err)
 	}
 	for {
 		var block *pem.Block

@@ -271,7 +271,7 @@ func TestCertificateCredentialErrors(t *testing.T) {
 		password string
 		want     string // in the description
 	}{
-		{name: "missing file", want: "cannot read client certificate file"},
+		{name: "missing file", want: "does not exist"},
 		{name: "empty", file: []byte("\n"), want: "is empty"},
 		{name: "no key", file: pemCert(leaf), want: "holds no private key"},
 		{name: "no certificate", file: keyPEM, want: "holds no certificate"},
@@ -295,7 +295,7 @@ func TestCertificateCredentialErrors(t *testing.T) {
 			if cred != nil {
 				t.Errorf("CertificateCredential(%s) = %v, want nil on error", tt.name, cred)
 			}
-			checkCredentialError(t, err, 7000218, "")
+			checkCredentialError(t, err, "")
 			e := err.(*Error)
 			if !strings.Contains(e.Description, tt.want) || !strings.Contains(e.Description, path) {
 				t.Errorf("CertificateCredential(%s) description = %q, want it to name the file and say %q", tt.name, e.Description, tt.want)

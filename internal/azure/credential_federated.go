@@ -28,7 +28,6 @@ var federatedTokenFileKind = fileKind{
 	holds:   "a JWT from the federated identity provider (a projected service account token)",
 	mount:   "the projected service account token volume the workload identity webhook adds",
 	limit:   maxFederatedTokenFile,
-	code:    7000218,
 }
 
 // FederatedTokenOptions configures FederatedTokenFileCredential. The zero
@@ -148,7 +147,7 @@ func (t federatedToken) describe() string {
 func parseFederatedToken(path string, b []byte) (federatedToken, error) {
 	raw := strings.TrimSpace(string(b))
 	if raw == "" {
-		return federatedToken{}, credentialError(7000218, fmt.Sprintf("federated token file %q is empty", path),
+		return federatedToken{}, credentialError(fmt.Sprintf("federated token file %q is empty", path),
 			"The federated token file is empty. In Kubernetes, check that the pod uses a service account with the "+
 				"azure.workload.identity/use label and that the projected token volume is mounted.", nil)
 	}
@@ -166,7 +165,7 @@ func parseFederatedToken(path string, b []byte) (federatedToken, error) {
 		ok = err == nil && json.Unmarshal(p, &claims) == nil
 	}
 	if !ok {
-		return federatedToken{}, credentialError(7000218, fmt.Sprintf("federated token file %q does not hold a JWT", path),
+		return federatedToken{}, credentialError(fmt.Sprintf("federated token file %q does not hold a JWT", path),
 			"AZURE_FEDERATED_TOKEN_FILE must name the file holding the identity provider's token (a JWT, three base64url parts "+
 				"separated by dots), e.g. /var/run/secrets/azure/tokens/azure-identity-token.", nil)
 	}

@@ -39,7 +39,7 @@ func TestSecretCredential(t *testing.T) {
 		t.Errorf("SecretCredential(%q) sends %q, want it unchanged", " a b ", got)
 	}
 	_, err := applySecret(t, SecretCredential("\n"))
-	checkCredentialError(t, err, 7000218, "")
+	checkCredentialError(t, err, "")
 
 	cred := SecretCredential("s3cr3t~Value")
 	for _, s := range []string{fmt.Sprint(cred), fmt.Sprintf("%+v", cred), fmt.Sprintf("%#v", cred)} {
@@ -49,14 +49,16 @@ func TestSecretCredential(t *testing.T) {
 	}
 }
 
-func checkCredentialError(t *testing.T, err error, code int, secret string) {
+// checkCredentialError checks a local credential failure: permanent, with a
+// hint, and with no AADSTS code (Entra never saw the request).
+func checkCredentialError(t *testing.T, err error, secret string) {
 	t.Helper()
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("Apply error = %v, want *Error", err)
 	}
-	if e.Transient || e.Hint == "" || len(e.AADCodes) != 1 || e.AADCodes[0] != code || e.Op != "credential" {
-		t.Errorf("Apply error = %+v, want permanent credential *Error with hint and code %d", e, code)
+	if e.Transient || e.Hint == "" || len(e.AADCodes) != 0 || e.Op != "credential" {
+		t.Errorf("Apply error = %+v, want permanent credential *Error with a hint and no AADSTS code", e)
 	}
 	if secret != "" && (strings.Contains(e.Error(), secret) || strings.Contains(e.Hint, secret)) {
 		t.Errorf("Apply error = %q (hint %q), contains the secret", e.Error(), e.Hint)
@@ -71,9 +73,13 @@ func TestSecretFileCredentialRotation(t *testing.T) {
 	cred := SecretFileCredential(path, clock.Now)
 
 	_, err := applySecret(t, cred)
-	checkCredentialError(t, err, 7000218, "")
+	checkCredentialError(t, err, "")
 	if !strings.Contains(err.Error(), path) {
 		t.Errorf("Apply error = %q, want it to name %s", err, path)
+	}
+	// A missing file is said so plainly, not as an Entra code.
+	if got, want := err.(*Error).Description, fmt.Sprintf("client secret file %q does not exist", path); got != want {
+		t.Errorf("Apply error description = %q, want %q", got, want)
 	}
 
 	writeFile(t, path, "first-secret-value\n")
@@ -106,14 +112,14 @@ func TestSecretFileCredentialRotation(t *testing.T) {
 	// An empty file is a clear, permanent error.
 	writeFileAtomic(t, path, "\n")
 	_, err = applySecret(t, cred)
-	checkCredentialError(t, err, 7000218, "third--secret-value")
+	checkCredentialError(t, err, "third--secret-value")
 	if !strings.Contains(err.Error(), "empty") {
 		t.Errorf("Apply error = %q, want it to say the file is empty", err)
 	}
 
 	// A directory is refused.
 	_, err = applySecret(t, SecretFileCredential(dir, nil))
-	checkCredentialError(t, err, 7000218, "")
+	checkCredentialError(t, err, "")
 
 	if s := fmt.Sprintf("%v %#v", cred, cred); strings.Contains(s, "secret-value") {
 		t.Errorf("formatting SecretFileCredential = %q, contains the secret", s)
@@ -171,7 +177,7 @@ func TestSecretFileCredentialUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := applySecret(t, SecretFileCredential(path, nil))
-	checkCredentialError(t, err, 7000218, "hidden-secret-value")
+	checkCredentialError(t, err, "hidden-secret-value")
 	if !errors.Is(err, os.ErrPermission) {
 		t.Errorf("Apply error = %v, want it to wrap os.ErrPermission", err)
 	}

@@ -12,9 +12,10 @@ import (
 // Error never holds the client secret or an access token; Description is the
 // first line of Entra's error_description (the AADSTS sentence), without the
 // trace lines, or a sentence of the broker's for a failure Entra did not
-// answer. Failures found locally (a bad scope, an unreadable secret file, a
-// bad Config) carry the AADSTS code Entra would have answered, so callers
-// treat them alike.
+// answer. A bad scope or a bad Config found locally carries the AADSTS code
+// Entra would have answered, so callers treat them alike; a credential that
+// cannot be applied (a missing, unreadable or empty file) carries none: Entra
+// never saw the request.
 type Error struct {
 	// Op names the operation: "token" (a request to Entra), "scope" (a
 	// scope refused locally), "credential" (the credential could not be

@@ -29,7 +29,7 @@ func ExampleCertificateCredential() {
 	//	}
 
 	// Output:
-	// cannot read client certificate file "/nonexistent/tls.pem"
+	// client certificate file "/nonexistent/tls.pem" does not exist
 	// The client certificate file does not exist. Check AZURE_CLIENT_CERTIFICATE_PATH and that the broker's user can read the file (in Kubernetes, the secret volume mount and its key).
 }
 

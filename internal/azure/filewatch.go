@@ -25,7 +25,6 @@ type fileKind struct {
 	holds   string // "the secret's Value"
 	mount   string // "the secret volume mount and its key"
 	limit   int64  // the largest file accepted, in bytes
-	code    int    // the AADSTS code Entra answers for a request without the credential
 }
 
 // watchedFile keeps what was parsed from a credential file and parses the
@@ -78,7 +77,7 @@ func (w *watchedFile[T]) load() (v T, fresh bool, err error) {
 		return v, false, w.fileError(err)
 	}
 	if !fi.Mode().IsRegular() {
-		return v, false, credentialError(w.kind.code, fmt.Sprintf("%s %q is not a regular file", w.kind.what, w.path),
+		return v, false, credentialError(fmt.Sprintf("%s %q is not a regular file", w.kind.what, w.path),
 			fmt.Sprintf("%s must name a file holding %s (in Kubernetes, %s), not a directory.", w.kind.setting, w.kind.holds, w.kind.mount), nil)
 	}
 	now := w.now()
@@ -97,7 +96,7 @@ func (w *watchedFile[T]) load() (v T, fresh bool, err error) {
 		return v, false, w.fileError(err)
 	}
 	if int64(len(b)) > w.kind.limit {
-		return v, false, credentialError(w.kind.code, fmt.Sprintf("%s %q is larger than %d bytes", w.kind.what, w.path, w.kind.limit),
+		return v, false, credentialError(fmt.Sprintf("%s %q is larger than %d bytes", w.kind.what, w.path, w.kind.limit),
 			fmt.Sprintf("%s must hold only %s; check that the path names the right file.", w.kind.setting, w.kind.holds), nil)
 	}
 	v, err = w.parse(b)
@@ -124,11 +123,14 @@ func (w *watchedFile[T]) last() (T, bool) {
 // the reason, never the content.
 func (w *watchedFile[T]) fileError(err error) *Error {
 	hint := fmt.Sprintf("Check %s and that the broker's user can read the file (in Kubernetes, %s).", w.kind.setting, w.kind.mount)
+	desc := fmt.Sprintf("cannot read %s %q", w.kind.what, w.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		desc = fmt.Sprintf("%s %q does not exist", w.kind.what, w.path)
 		hint = "The " + w.kind.what + " does not exist. " + hint
 	case errors.Is(err, fs.ErrPermission):
+		desc = fmt.Sprintf("the broker may not read %s %q", w.kind.what, w.path)
 		hint = "The broker may not read the " + w.kind.what + ". " + hint
 	}
-	return credentialError(w.kind.code, fmt.Sprintf("cannot read %s %q", w.kind.what, w.path), hint, err)
+	return credentialError(desc, hint, err)
 }

@@ -62,8 +62,14 @@ type Config struct {
 	Listen string
 	// OpsListen is the metrics and health listener (BROKER_OPS_LISTEN).
 	OpsListen string
+	// AllowRemoteListen lets Listen be a TCP address that is not loopback
+	// (BROKER_ALLOW_REMOTE_LISTEN); without it such an address is a start
+	// error, with it a warning at every start. The ops listener may always
+	// listen anywhere: it serves no token.
+	AllowRemoteListen bool
 	// IdentityHeader is the secret callers of /msi/token must send
-	// (BROKER_IDENTITY_HEADER); empty disables /msi/token. Secret.
+	// (BROKER_IDENTITY_HEADER), at least MinIdentityHeader characters; empty
+	// disables /msi/token. Secret.
 	IdentityHeader string
 	// LogAnalyticsEndpoint is the upstream of /proxy/loganalytics/
 	// (BROKER_LOGANALYTICS_ENDPOINT); empty means the cloud's default.
@@ -177,6 +183,16 @@ var settings = func() []setting {
 		s("AZURE_CLOUD", "cloud", "Azure cloud: AzurePublic, AzureUSGovernment or AzureChina", false, func(c *Config) *string { return &c.Cloud }),
 		s("BROKER_LISTEN", "listen", "API listener: host:port or unix:///path", false, func(c *Config) *string { return &c.Listen }),
 		s("BROKER_OPS_LISTEN", "ops-listen", "metrics and health listener: host:port", false, func(c *Config) *string { return &c.OpsListen }),
+		{env: "BROKER_ALLOW_REMOTE_LISTEN", flag: "allow-remote-listen", isBool: true, usage: "let BROKER_LISTEN be an address other hosts can reach (the Host check is no access control)",
+			get: func(c *Config) string { return strconv.FormatBool(c.AllowRemoteListen) },
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("BROKER_ALLOW_REMOTE_LISTEN=%q is not a boolean: use true or false", v)
+				}
+				c.AllowRemoteListen = b
+				return nil
+			}},
 		{env: "BROKER_IDENTITY_HEADER", secret: true, get: func(c *Config) string { return c.IdentityHeader },
 			set: func(c *Config, v string) error { c.IdentityHeader = strings.TrimSpace(v); return nil }},
 		s("BROKER_LOGANALYTICS_ENDPOINT", "loganalytics-endpoint", "upstream of /proxy/loganalytics/ (default: the cloud's Log Analytics endpoint)", false, func(c *Config) *string { return &c.LogAnalyticsEndpoint }),
@@ -307,7 +323,10 @@ const (
 )
 
 // Validate reports every problem with c at once, each with what to do, joined
-// into one error; nil when c is usable in mode.
+// into one error; nil when c is usable in mode. In Serve mode it opens every
+// credential file, of the environment's identity and of c.Identities, to
+// check that it can be read now (it never reads the content): a missing
+// file is a start error, not a failure at the first request.
 func (c Config) Validate(mode Mode) error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -318,7 +337,7 @@ func (c Config) Validate(mode Mode) error {
 	if mode == Serve && c.ConfigFile != "" && !c.envIdentitySet() && len(c.Identities) == 0 {
 		add("no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set: fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential", c.ConfigFile)
 	}
-	errs = append(errs, c.identitiesProblems()...)
+	errs = append(errs, c.identitiesProblems(mode == Serve)...)
 
 	if _, err := azure.CloudByName(c.Cloud); err != nil {
 		add("AZURE_CLOUD %q is not a known cloud: use AzurePublic, AzureUSGovernment or AzureChina", c.Cloud)
@@ -335,12 +354,17 @@ func (c Config) Validate(mode Mode) error {
 	}
 	if err := checkListen(c.Listen, true); err != nil {
 		add("BROKER_LISTEN %q %v: use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock", c.Listen, err)
+	} else if !c.AllowRemoteListen && remoteListen(c.Listen) {
+		add("BROKER_LISTEN %q is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers", c.Listen)
 	}
 	if err := checkListen(c.OpsListen, false); err != nil {
 		add("BROKER_OPS_LISTEN %q %v: use host:port such as 127.0.0.1:9400", c.OpsListen, err)
 	}
 	if c.Listen != "" && c.Listen == c.OpsListen && !strings.HasSuffix(c.Listen, ":0") {
 		add("BROKER_LISTEN and BROKER_OPS_LISTEN are both %q: give the ops listener its own port", c.Listen)
+	}
+	if p := identityHeaderProblem(c.IdentityHeader); p != "" {
+		errs = append(errs, errors.New(p))
 	}
 	checkScopes := func(env string, items []string) {
 		for _, s := range items {
@@ -417,12 +441,16 @@ func (c Config) envIdentityProblems() []error {
 		add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
 	case !guidRE.MatchString(c.TenantID) && !domainRE.MatchString(c.TenantID):
 		add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
+	case placeholderGUID(c.TenantID):
+		add("AZURE_TENANT_ID %q is a placeholder: %s", c.TenantID, replaceTenant)
 	}
 	switch {
 	case c.ClientID == "":
 		add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
 	case !guidRE.MatchString(c.ClientID):
 		add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
+	case placeholderGUID(c.ClientID):
+		add("AZURE_CLIENT_ID %q is a placeholder: %s", c.ClientID, replaceClient)
 	}
 	creds := c.envCredentials()
 	switch {
@@ -445,6 +473,11 @@ func (c Config) envIdentityProblems() []error {
 	}
 	if !c.ClientSecretExpiresOn.IsZero() && c.ClientSecret == "" && c.ClientSecretFile == "" {
 		add("BROKER_CLIENT_SECRET_EXPIRES_ON is set but no client secret is: it describes AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE (a certificate's expiry is read from the certificate)")
+	}
+	for _, f := range c.envFiles() {
+		if err := checkReadable(f); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q %w", f.setting, f.path, err))
+		}
 	}
 	return errs
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 
 const (
 	tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-	client = "00001111-aaaa-2222-bbbb-3333cccc4444"
+	client = "4f6b1c2e-93a7-4d58-b1e0-7c2d9a3f5e81"
 )
 
 func env(kv ...string) func(string) string {
@@ -57,13 +59,33 @@ func TestFromEnvAndFlags(t *testing.T) {
 	if err := fs.Parse([]string{"--client-send-certificate-chain"}); err != nil || !c.SendCertificateChain {
 		t.Errorf("--client-send-certificate-chain alone = %v, %v; want a boolean flag that sets it", c.SendCertificateChain, err)
 	}
+	if err := fs.Parse([]string{"--allow-remote-listen"}); err != nil || !c.AllowRemoteListen {
+		t.Errorf("--allow-remote-listen alone = %v, %v; want a boolean flag that sets it", c.AllowRemoteListen, err)
+	}
 	if fs.Lookup("client-secret") != nil || fs.Lookup("identity-header") != nil || fs.Lookup("client-certificate-password") != nil {
 		t.Error("a secret has a flag; it would show in the process list")
 	}
 }
 
+// credentialFiles writes a secret, a certificate and a federated token file
+// that Validate finds readable.
+func credentialFiles(t *testing.T) (secret, cert, token string) {
+	t.Helper()
+	dir := t.TempDir()
+	secret, cert, token = filepath.Join(dir, "client-secret"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "token")
+	for _, p := range []string{secret, cert, token} {
+		if err := os.WriteFile(p, []byte("content\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return secret, cert, token
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
+	secretFile, certFile, tokenFile := credentialFiles(t)
+	dir := filepath.Dir(secretFile)
+	missing := filepath.Join(dir, "missing")
 	tests := []struct {
 		name string
 		env  []string
@@ -75,16 +97,16 @@ func TestValidate(t *testing.T) {
 			"AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page",
 			"no credential: set one of AZURE_CLIENT_SECRET (the client secret's Value, shown once when the secret is created under Certificates & secrets), AZURE_CLIENT_SECRET_FILE (a file holding it), AZURE_CLIENT_CERTIFICATE_PATH (a certificate and its key) or AZURE_FEDERATED_TOKEN_FILE (workload identity)",
 		}},
-		{"certificate", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "true"}, Serve, nil},
-		{"three credentials", append(valid(), "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "AZURE_FEDERATED_TOKEN_FILE", "/t"), Serve, []string{
+		{"certificate", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", certFile, "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "true"}, Serve, nil},
+		{"three credentials", append(valid(), "AZURE_CLIENT_CERTIFICATE_PATH", certFile, "AZURE_FEDERATED_TOKEN_FILE", tokenFile), Serve, []string{
 			"AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH and AZURE_FEDERATED_TOKEN_FILE are all set, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)",
 		}},
-		{"federated token", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"}, Serve, nil},
+		{"federated token", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_FEDERATED_TOKEN_FILE", tokenFile}, Serve, nil},
 		{"certificate options without a certificate", append(valid(), "AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "1", "BROKER_CLIENT_SECRET_EXPIRES_ON", "2027-05-01"), Serve, []string{
 			"AZURE_CLIENT_CERTIFICATE_PASSWORD is set but AZURE_CLIENT_CERTIFICATE_PATH is not: set the path of the PKCS#12 file, or drop the password",
 			"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not: the chain is sent only with a certificate credential",
 		}},
-		{"secret expiry without a secret", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem", "BROKER_CLIENT_SECRET_EXPIRES_ON", "2027-05-01"}, Serve, []string{
+		{"secret expiry without a secret", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", certFile, "BROKER_CLIENT_SECRET_EXPIRES_ON", "2027-05-01"}, Serve, []string{
 			"BROKER_CLIENT_SECRET_EXPIRES_ON is set but no client secret is: it describes AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE (a certificate's expiry is read from the certificate)",
 		}},
 		{"empty demo", nil, Demo, nil},
@@ -98,7 +120,7 @@ func TestValidate(t *testing.T) {
 		{"secret id instead of value", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET", "9a1b2c3d-0000-4000-8000-000000000001"}, Serve, []string{
 			"AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret",
 		}},
-		{"two credentials", append(valid(), "AZURE_CLIENT_SECRET_FILE", "/s"), Serve, []string{
+		{"two credentials", append(valid(), "AZURE_CLIENT_SECRET_FILE", secretFile), Serve, []string{
 			"both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)",
 		}},
 		{"listeners and knobs", append(valid(),
@@ -118,6 +140,60 @@ func TestValidate(t *testing.T) {
 		{"same port", append(valid(), "BROKER_LISTEN", "127.0.0.1:9400"), Serve, []string{
 			`BROKER_LISTEN and BROKER_OPS_LISTEN are both "127.0.0.1:9400": give the ops listener its own port`,
 		}},
+
+		// Every credential file can be read at start.
+		{"secret file", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET_FILE", secretFile}, Serve, nil},
+		{"missing secret file", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET_FILE", missing}, Serve, []string{
+			`AZURE_CLIENT_SECRET_FILE "` + missing + `" does not exist: check the path, and in Kubernetes the volume mount that provides the file`,
+		}},
+		{"missing certificate", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_CLIENT_CERTIFICATE_PATH", missing}, Serve, []string{
+			`AZURE_CLIENT_CERTIFICATE_PATH "` + missing + `" does not exist: check the path, and in Kubernetes the volume mount that provides the file`,
+		}},
+		{"federated token file is a directory", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", client, "AZURE_FEDERATED_TOKEN_FILE", dir}, Serve, []string{
+			`AZURE_FEDERATED_TOKEN_FILE "` + dir + `" is a directory: name the file in it that holds the credential`,
+		}},
+		{"missing files of a demo", []string{"AZURE_CLIENT_SECRET_FILE", missing}, Demo, nil},
+
+		// Placeholder IDs: all one digit, or the documentation's examples.
+		{"all-zero IDs", []string{"AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000000", "AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000", "AZURE_CLIENT_SECRET", "s"}, Serve, []string{
+			`AZURE_TENANT_ID "00000000-0000-0000-0000-000000000000" is a placeholder: replace the placeholder with your app's Directory (tenant) ID from the portal (the app registration's Overview page)`,
+			`AZURE_CLIENT_ID "00000000-0000-0000-0000-000000000000" is a placeholder: replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)`,
+		}},
+		{"one digit repeated and documentation IDs", []string{"AZURE_TENANT_ID", "AAAABBBB-0000-CCCC-1111-DDDD2222EEEE", "AZURE_CLIENT_ID", "ffffffff-ffff-ffff-ffff-ffffffffffff", "AZURE_CLIENT_SECRET", "s"}, Serve, []string{
+			`AZURE_TENANT_ID "AAAABBBB-0000-CCCC-1111-DDDD2222EEEE" is a placeholder: replace the placeholder with your app's Directory (tenant) ID from the portal (the app registration's Overview page)`,
+			`AZURE_CLIENT_ID "ffffffff-ffff-ffff-ffff-ffffffffffff" is a placeholder: replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)`,
+		}},
+		{"documentation client ID", []string{"AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", "00001111-aaaa-2222-bbbb-3333cccc4444", "AZURE_CLIENT_SECRET", "s"}, Serve, []string{
+			`AZURE_CLIENT_ID "00001111-aaaa-2222-bbbb-3333cccc4444" is a placeholder: replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)`,
+		}},
+		{"IDs that merely look regular", []string{"AZURE_TENANT_ID", "00000000-0000-4000-8000-000000000001", "AZURE_CLIENT_ID", "11111111-aaaa-4222-bbbb-3333cccc4444", "AZURE_CLIENT_SECRET", "s"}, Serve, nil},
+		{"placeholder IDs in a demo", []string{"AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000000", "AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000"}, Demo, nil},
+
+		// The identity header is long enough to be a secret.
+		{"short identity header", append(valid(), "BROKER_IDENTITY_HEADER", "fifteen-chars-x"), Serve, []string{
+			"BROKER_IDENTITY_HEADER is 15 characters long, and it is the only secret that protects /msi/token: use at least 16 random characters, such as the output of openssl rand -hex 16",
+		}},
+		{"one-character identity header in a demo", []string{"BROKER_IDENTITY_HEADER", "x"}, Demo, []string{
+			"BROKER_IDENTITY_HEADER is 1 character long, and it is the only secret that protects /msi/token: use at least 16 random characters, such as the output of openssl rand -hex 16",
+		}},
+		{"16-character identity header", append(valid(), "BROKER_IDENTITY_HEADER", "sixteen-chars-xx"), Serve, nil},
+
+		// The API listener stays on loopback unless allowed.
+		{"remote listeners", append(valid(), "BROKER_LISTEN", "0.0.0.0:8400", "BROKER_OPS_LISTEN", "0.0.0.0:9400"), Serve, []string{
+			`BROKER_LISTEN "0.0.0.0:8400" is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers`,
+		}},
+		{"every interface", append(valid(), "BROKER_LISTEN", ":8400"), Serve, []string{
+			`BROKER_LISTEN ":8400" is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers`,
+		}},
+		{"remote in a demo", []string{"BROKER_LISTEN", "[::]:8400"}, Demo, []string{
+			`BROKER_LISTEN "[::]:8400" is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers`,
+		}},
+		{"remote allowed", append(valid(), "BROKER_LISTEN", "10.1.2.3:8400", "BROKER_ALLOW_REMOTE_LISTEN", "true"), Serve, nil},
+		{"remote allowed by flag value", append(valid(), "BROKER_LISTEN", "broker.example.com:8400", "BROKER_ALLOW_REMOTE_LISTEN", "1"), Serve, nil},
+		{"localhost", append(valid(), "BROKER_LISTEN", "localhost:8400"), Serve, nil},
+		{"another loopback address", append(valid(), "BROKER_LISTEN", "127.0.0.2:8400"), Serve, nil},
+		{"IPv6 loopback", append(valid(), "BROKER_LISTEN", "[::1]:8400"), Serve, nil},
+		{"unix socket", append(valid(), "BROKER_LISTEN", "unix:///run/broker/broker.sock"), Serve, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,9 +217,11 @@ func TestFromEnvParseErrors(t *testing.T) {
 	t.Parallel()
 	c := Default()
 	err := c.FromEnv(env("BROKER_CACHE_SIZE", "many", "BROKER_SHUTDOWN_TIMEOUT", "soon",
-		"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "yes please", "BROKER_CLIENT_SECRET_EXPIRES_ON", "next May"))
+		"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "yes please", "BROKER_CLIENT_SECRET_EXPIRES_ON", "next May",
+		"BROKER_ALLOW_REMOTE_LISTEN", "if you must"))
 	want := `BROKER_CLIENT_SECRET_EXPIRES_ON="next May" is not a date: write it like 2027-05-01 or 2027-05-01T12:00:00Z` + "\n" +
 		`AZURE_CLIENT_SEND_CERTIFICATE_CHAIN="yes please" is not a boolean: use true or false` + "\n" +
+		`BROKER_ALLOW_REMOTE_LISTEN="if you must" is not a boolean: use true or false` + "\n" +
 		`BROKER_CACHE_SIZE="many" is not a whole number: set a number of tokens such as 1024` + "\n" +
 		`BROKER_SHUTDOWN_TIMEOUT="soon" is not a duration: write it like 15s or 1m`
 	if err == nil || err.Error() != want {
@@ -173,7 +251,7 @@ func TestEnvNames(t *testing.T) {
 		"AZURE_AUTHORITY_HOST", "BROKER_LISTEN", "BROKER_OPS_LISTEN", "BROKER_IDENTITY_HEADER",
 		"BROKER_LOGANALYTICS_ENDPOINT", "BROKER_PREFETCH_SCOPES", "BROKER_ALLOWED_SCOPES", "BROKER_LOG_LEVEL", "BROKER_LOG_FORMAT",
 		"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-		"AZURE_FEDERATED_TOKEN_FILE", "BROKER_CONFIG", "BROKER_ROUTES_FILE", "BROKER_CLIENT_SECRET_EXPIRES_ON"} {
+		"AZURE_FEDERATED_TOKEN_FILE", "BROKER_CONFIG", "BROKER_ROUTES_FILE", "BROKER_CLIENT_SECRET_EXPIRES_ON", "BROKER_ALLOW_REMOTE_LISTEN"} {
 		found := false
 		for _, n := range names {
 			found = found || n == want

@@ -107,7 +107,7 @@ const maxConfigFile = 1 << 20
 //	identities:
 //	  - name: reports
 //	    tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
-//	    client_id: 00001111-aaaa-2222-bbbb-3333cccc4444
+//	    client_id: 4f6b1c2e-93a7-4d58-b1e0-7c2d9a3f5e81
 //	    client_secret_file: /run/secrets/reports
 //	    secret_expires_on: 2027-05-01
 //	    allowed_scopes: [https://api.loganalytics.io/.default]
@@ -363,6 +363,8 @@ func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 		p.fail(at(&e.TenantID, line), "%s: tenant_id is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", p.label, t)
 	case t != "" && !guidRE.MatchString(t) && !domainRE.MatchString(t):
 		p.fail(at(&e.TenantID, line), "%s: tenant_id %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", p.label, t)
+	case placeholderGUID(t):
+		p.fail(at(&e.TenantID, line), "%s: tenant_id %q is a placeholder: %s", p.label, t, replaceTenant)
 	}
 
 	id.ClientID = str(&e.ClientID, "client_id")
@@ -372,6 +374,8 @@ func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 	case id.ClientID != "" && !guidRE.MatchString(id.ClientID):
 		p.fail(at(&e.ClientID, line), "%s: client_id %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", p.label, id.ClientID)
 		id.ClientID = ""
+	case placeholderGUID(id.ClientID):
+		p.fail(at(&e.ClientID, line), "%s: client_id %q is a placeholder: %s", p.label, id.ClientID, replaceClient)
 	}
 
 	id.ObjectID = str(&e.ObjectID, "object_id")
@@ -512,12 +516,21 @@ func itemLines(data []byte, key string) []int {
 }
 
 // identitiesProblems checks the identities of the file against the
-// environment's.
-func (c Config) identitiesProblems() []error {
+// environment's and, when files is set, that their credential files can be
+// read.
+func (c Config) identitiesProblems(files bool) []error {
 	var errs []error
 	for _, id := range c.Identities {
 		if c.ClientID != "" && strings.EqualFold(id.ClientID, c.ClientID) {
 			errs = append(errs, fmt.Errorf("%s: identity %q has the client_id of AZURE_CLIENT_ID: each app registration is served once; drop one of them", id.Source, id.Name))
+		}
+		if !files {
+			continue
+		}
+		for _, f := range id.files() {
+			if err := checkReadable(f); err != nil {
+				errs = append(errs, fmt.Errorf("%s: identity %q: %s %q %w", id.Source, id.Name, f.setting, f.path, err))
+			}
 		}
 	}
 	return errs

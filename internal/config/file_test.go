@@ -38,8 +38,8 @@ func TestParseIdentities(t *testing.T) {
 			Name:                          "billing",
 			TenantID:                      "contoso.onmicrosoft.com",
 			ClientID:                      "33333333-AAAA-2222-bbbb-3333cccc4444",
-			ClientCertificatePath:         "/run/secrets/billing.pfx",
-			ClientCertificatePasswordFile: "/run/secrets/billing-password",
+			ClientCertificatePath:         filepath.Join("testdata", "secrets", "billing.pfx"),
+			ClientCertificatePasswordFile: filepath.Join("testdata", "secrets", "billing-password"),
 			SendCertificateChain:          true,
 			PrefetchScopes:                []string{"https://api.applicationinsights.io/.default", "https://vault.azure.net"},
 			Source:                        "testdata/good.yaml:13",
@@ -96,6 +96,12 @@ func TestParseIdentitiesProblems(t *testing.T) {
 			`testdata/duplicates.yaml:10: identity "reports": object_id "22222222-aaaa-2222-bbbb-3333cccc4444" is already used on line 5: each identity needs its own`,
 			`testdata/duplicates.yaml:12: identity 3: the name "default" belongs to the identity from the environment (AZURE_CLIENT_ID): choose another`,
 			`testdata/duplicates.yaml:17: identity 3: prefetch_scopes item "https://vault.azure.net/.default" is not in allowed_scopes: add it there, or drop it from prefetch_scopes`,
+		}},
+		{"placeholders", []string{
+			`testdata/placeholders.yaml:3: identity "copied": tenant_id "00000000-0000-0000-0000-000000000000" is a placeholder: replace the placeholder with your app's Directory (tenant) ID from the portal (the app registration's Overview page)`,
+			`testdata/placeholders.yaml:4: identity "copied": client_id "00001111-aaaa-2222-bbbb-3333cccc4444" is a placeholder: replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)`,
+			`testdata/placeholders.yaml:7: identity "typed": tenant_id "AAAABBBB-0000-CCCC-1111-DDDD2222EEEE" is a placeholder: replace the placeholder with your app's Directory (tenant) ID from the portal (the app registration's Overview page)`,
+			`testdata/placeholders.yaml:8: identity "typed": client_id "ffffffff-ffff-ffff-ffff-ffffffffffff" is a placeholder: replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)`,
 		}},
 		{"routes", []string{
 			`testdata/routes.yaml:7: routes do not belong here: put them in their own file and name it in BROKER_ROUTES_FILE`,
@@ -191,6 +197,21 @@ func TestLoadFile(t *testing.T) {
 
 func TestValidateWithFile(t *testing.T) {
 	t.Parallel()
+	dir := t.TempDir()
+	missingFiles := filepath.Join(dir, "missing-files.yaml")
+	if err := os.WriteFile(missingFiles, []byte(`identities:
+  - name: reports
+    tenant_id: `+tenant+`
+    client_id: 11111111-aaaa-4222-bbbb-3333cccc4444
+    client_secret_file: reports-secret
+  - name: billing
+    tenant_id: `+tenant+`
+    client_id: 33333333-aaaa-4222-bbbb-3333cccc4444
+    client_certificate_path: /
+    client_certificate_password_file: billing-password
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		env  []string
@@ -204,6 +225,11 @@ func TestValidateWithFile(t *testing.T) {
 		}},
 		{"same client twice", []string{"BROKER_CONFIG", "testdata/good.yaml", "AZURE_TENANT_ID", tenant, "AZURE_CLIENT_ID", "33333333-aaaa-2222-bbbb-3333cccc4444", "AZURE_CLIENT_SECRET", "s"}, []string{
 			`testdata/good.yaml:13: identity "billing" has the client_id of AZURE_CLIENT_ID: each app registration is served once; drop one of them`,
+		}},
+		{"credential files that cannot be read", []string{"BROKER_CONFIG", missingFiles}, []string{
+			missingFiles + `:2: identity "reports": client_secret_file "` + filepath.Join(dir, "reports-secret") + `" does not exist: check the path, and in Kubernetes the volume mount that provides the file`,
+			missingFiles + `:6: identity "billing": client_certificate_path "/" is a directory: name the file in it that holds the credential`,
+			missingFiles + `:6: identity "billing": client_certificate_password_file "` + filepath.Join(dir, "billing-password") + `" does not exist: check the path, and in Kubernetes the volume mount that provides the file`,
 		}},
 		{"no valid identity", []string{"BROKER_CONFIG", "testdata/no-identities.yaml"}, []string{
 			"testdata/no-identities.yaml: the file names no identities: list them under \"identities:\"",
