@@ -3,10 +3,11 @@ package main
 // Browser tests: a real headless Chromium loads a page from another site (and
 // from another port on loopback, which is the same site) and tries every way
 // a web page can reach the broker — fetch in cors and no-cors mode, fetch
-// with the guard headers, a JSON POST, <img>, <script>, <iframe>, form POSTs
-// and navigator.sendBeacon — against every route. No request may reach an
-// upstream, Entra may see no request beyond the broker's own prefetch, and
-// the page may read nothing.
+// with the guard headers, a JSON POST, <img>, <script>, <iframe>, form POSTs,
+// navigator.sendBeacon and top-level navigations — against every route. No
+// request may reach an upstream, Entra may see no request beyond the broker's
+// own prefetch, and the page may read nothing: no answer, and no cookie an
+// upstream set.
 
 import (
 	"encoding/json"
@@ -53,6 +54,9 @@ func requireTool(t *testing.T, name, debianPackage string) string {
 // holds it has read an upstream answer.
 const upstreamMarker = "upstream-row-the-page-must-not-read"
 
+// upstreamCookie is the cookie the counting upstreams set.
+const upstreamCookie = "upstream-session"
+
 // seenRequest is one request that reached a counting upstream.
 type seenRequest struct {
 	method, uri, contentType, origin, fetchSite string
@@ -86,7 +90,7 @@ func newCountingUpstream(t *testing.T) *countingUpstream {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
 		h.Set("Access-Control-Allow-Headers", "*")
 		h.Set("Access-Control-Expose-Headers", "*")
-		h.Set("Set-Cookie", "upstream-session=s3cr3t; Path=/")
+		h.Set("Set-Cookie", upstreamCookie+"=s3cr3t; Path=/")
 		h.Set("Cache-Control", "no-store")
 		if r.Method == http.MethodOptions {
 			w.WriteHeader(http.StatusNoContent)
@@ -122,10 +126,16 @@ func (a attackResult) read() bool {
 	return a.Outcome == "response" && a.Type != "opaque" || a.Type == "document" || a.Status != 0 || a.Body != ""
 }
 
-// pageReport is the body of the page's POST /report, its last act.
+// pageReport is the body of the page's POST /report, its last act, and
+// the cookies that request carried.
 type pageReport struct {
 	Results []attackResult `json:"results"`
-	Fatal   string         `json:"fatal"`
+	// Cookies is document.cookie at the end. Cookies are not isolated by
+	// port: one an upstream set through the broker on 127.0.0.1 is readable
+	// by a page on any other port of 127.0.0.1.
+	Cookies      string `json:"cookies"`
+	Fatal        string `json:"fatal"`
+	cookieHeader string
 }
 
 // browserRoute is one broker route the page attacks, and, for the routes
@@ -209,6 +219,9 @@ func attackFromBrowser(t *testing.T, chromium, host string) {
 			t.Errorf("%s against %s: the page read the answer (outcome %q, type %q, status %d, body %.300q)", a.Attack, a.Route, a.Outcome, a.Type, a.Status, a.Body)
 		}
 	}
+	if strings.Contains(report.Cookies, upstreamCookie) || strings.Contains(report.cookieHeader, upstreamCookie) {
+		t.Errorf("an upstream's cookie reached the page's browser for the page's host: document.cookie %q, Cookie header %q", report.Cookies, report.cookieHeader)
+	}
 	for _, rt := range routes {
 		t.Logf("%s: %s", rt.Name, strings.Join(outcomes[rt.Name], "; "))
 		for _, name := range attackNames {
@@ -286,6 +299,7 @@ func attackerSite(t *testing.T, cfg pageConfig) (*httptest.Server, <-chan pageRe
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
 			rep.Fatal = "the report is not JSON: " + err.Error()
 		}
+		rep.cookieHeader = r.Header.Get("Cookie")
 		select {
 		case reports <- rep:
 		default:
@@ -368,8 +382,9 @@ var attackNames = []string{
 
 // attackPage is the attacker's page. It sends the beacons first (the page
 // cannot see when a beacon has gone; the other attacks take long enough),
-// then makes the other attacks one after the other, each bounded, and posts
-// what it could read to /report.
+// then makes the other attacks one after the other, each bounded, then opens
+// the top-level windows all at once, and posts what it could read to
+// /report.
 const attackPage = `<!doctype html>
 <html><head><meta charset="utf-8"><title>attacker</title></head><body>
 <script>
@@ -514,6 +529,11 @@ const attacks = [
   ["iframe", viaFrame],
   ["form POST urlencoded", viaForm("application/x-www-form-urlencoded")],
   ["form POST text/plain", viaForm("text/plain")],
+];
+
+// windowAttacks open top-level windows, each a new process that takes a
+// fraction of a second to start: they run on all routes at once.
+const windowAttacks = [
   ["top-level GET", viaWindow("GET")],
   ["top-level form POST", viaWindow("POST")],
 ];
@@ -533,11 +553,21 @@ async function main() {
       results.push(r);
     }
   }
-  return results;
+  const opened = [];
+  for (const route of cfg.routes) {
+    for (const [name, attack] of windowAttacks) {
+      opened.push(attack(target(route.path, name)).then(function (r) {
+        r.route = route.name;
+        r.attack = name;
+        return r;
+      }));
+    }
+  }
+  return results.concat(await Promise.all(opened));
 }
 
 main().then(function (results) {
-  return fetch("/report", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({results: results})});
+  return fetch("/report", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({results: results, cookies: document.cookie})});
 }, function (e) {
   return fetch("/report", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({fatal: String(e && e.stack || e)})});
 });
