@@ -77,13 +77,26 @@ func NewPolicy(rules []config.CallerRule, now func() time.Time) *Policy {
 	return p
 }
 
-// Caller returns the caller of ctx as far as the policy needs it: with its
-// process (pid, gid, executable) only when a rule matches on them.
-func (p *Policy) Caller(ctx context.Context) caller.Caller {
-	if p != nil && p.process {
-		return caller.FromContext(ctx)
+// CheckContext is Check for the caller of ctx (see caller.ConnContext). It
+// looks up the caller's process (pid, gid, executable), which for a TCP
+// caller takes a search of /proc, only when a rule matches on it or to say
+// who was refused.
+func (p *Policy) CheckContext(ctx context.Context, e Exit) (*config.CallerRule, *httperr.Error) {
+	if p == nil {
+		return nil, nil
 	}
-	return caller.UserFromContext(ctx)
+	c := caller.UserFromContext(ctx)
+	if p.process {
+		c = caller.FromContext(ctx)
+	}
+	r, refusal := p.Check(c, e)
+	if refusal != nil && !p.process {
+		// Say who was refused in full; the decision stands.
+		full := caller.FromContext(ctx)
+		refusal.Description = strings.Replace(refusal.Description, Describe(c), Describe(full), 1)
+		refusal.Caller = full
+	}
+	return r, refusal
 }
 
 // Rule returns the rule that c matches, or nil. Rules do not overlap (the

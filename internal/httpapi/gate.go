@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/entrabroker/broker/internal/access"
-	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/httperr"
 )
 
@@ -29,11 +28,7 @@ type exit struct {
 // refusal. Errors are *httperr.Error, with the result to count.
 func (s *server) grant(ctx context.Context, e exit) (served, result, error) {
 	ae := access.Exit{Route: e.route, Identity: e.id.Name, Scope: e.scope}
-	var rule *config.CallerRule
-	var refusal *httperr.Error
-	if s.opts.Policy != nil {
-		rule, refusal = s.opts.Policy.Check(s.opts.Policy.Caller(ctx), ae)
-	}
+	rule, refusal := s.opts.Policy.CheckContext(ctx, ae)
 	ruleName := ""
 	if rule != nil {
 		ruleName = rule.Name
