@@ -64,6 +64,10 @@ type Options struct {
 	// FetchTimeout bounds one upstream fetch; 0 means DefaultFetchTimeout
 	// (30 seconds). It uses the real clock even when Clock is a fake.
 	FetchTimeout time.Duration
+	// ForcedRefreshInterval rations Invalidate: a token younger than this
+	// is not dropped, and a key's token is dropped at most once per
+	// interval. 0 means DefaultForcedRefreshInterval (30 seconds).
+	ForcedRefreshInterval time.Duration
 	// Clock tells the time and runs the refresh timers; nil means the real
 	// clock.
 	Clock Clock
@@ -157,6 +161,7 @@ type Cache struct {
 	margin       time.Duration
 	negativeTTL  time.Duration
 	fetchTimeout time.Duration
+	forcedEvery  time.Duration
 	clock        Clock
 	rand         func() float64
 	log          *zap.Logger
@@ -199,6 +204,8 @@ type entry struct {
 	failures int     // consecutive failed upstream attempts
 	prefetch bool
 	removed  bool
+	// forcedAt is when Invalidate last dropped the key's token, or zero.
+	forcedAt time.Time
 	// lingering is set while an idle key with a failure and no token is
 	// kept so that its backoff keeps growing (see tick).
 	lingering bool
@@ -217,10 +224,11 @@ func (e *entry) markUsed() {
 
 // state is an immutable snapshot of an entry.
 type state struct {
-	token azure.Token // zero when none is held
-	until time.Time   // serveUntil(token); zero when none is held
-	err   error       // the last attempt's error; nil after a success
-	next  time.Time   // the next upstream attempt after a failure; zero after a success
+	token  azure.Token // zero when none is held
+	issued time.Time   // issuedAt(token); zero when none is held
+	until  time.Time   // serveUntil(token); zero when none is held
+	err    error       // the last attempt's error; nil after a success
+	next   time.Time   // the next upstream attempt after a failure; zero after a success
 }
 
 // noState is the state of a key that has never been fetched.
@@ -255,6 +263,9 @@ func New(src Source, opts Options) (*Cache, error) {
 	if opts.FetchTimeout < 0 {
 		errs = append(errs, fmt.Errorf("fetch timeout %v is negative", opts.FetchTimeout))
 	}
+	if opts.ForcedRefreshInterval < 0 {
+		errs = append(errs, fmt.Errorf("forced refresh interval %v is negative", opts.ForcedRefreshInterval))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cache: new: %w", err)
 	}
@@ -265,6 +276,7 @@ func New(src Source, opts Options) (*Cache, error) {
 		margin:       cmpOr(opts.Margin, DefaultMargin),
 		negativeTTL:  cmpOr(opts.NegativeTTL, DefaultNegativeTTL),
 		fetchTimeout: cmpOr(opts.FetchTimeout, DefaultFetchTimeout),
+		forcedEvery:  cmpOr(opts.ForcedRefreshInterval, DefaultForcedRefreshInterval),
 		clock:        opts.Clock,
 		rand:         opts.Rand,
 		log:          opts.Logger,
@@ -438,26 +450,45 @@ func (c *Cache) Status(key Key) Status {
 
 // Invalidate drops the token held for key if it is still accessToken (an
 // upstream answered 401 to it), so that the next Get fetches a new one,
-// shared among concurrent callers. It does nothing when the cache already
-// holds another token, so a burst of 401s for one token causes one fetch.
-// A failure the key is backing off from is kept: the next Get then answers
-// that error until the next attempt is due.
-func (c *Cache) Invalidate(key Key, accessToken string) {
+// shared among concurrent callers. It reports whether it dropped the token.
+//
+// A forced refresh costs an Entra request, and an upstream that refuses
+// every token (a missing role assignment, a wrong audience) would otherwise
+// turn every request into one, so Invalidate is rationed: it does nothing
+// when the cache holds another token (a burst of 401s for one token causes
+// one fetch), when the token was issued less than
+// Options.ForcedRefreshInterval ago (a fresh token is no more likely to be
+// accepted), or when the key's token was already dropped within that
+// interval. A failure the key is backing off from is kept: the next Get then
+// answers that error until the next attempt is due.
+func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	if accessToken == "" {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.lru.Peek(key)
 	if !ok || c.closed {
-		return
+		return false
 	}
 	s := e.st.Load()
 	if s.token.AccessToken != accessToken {
-		return
+		c.m.invalidations.WithLabelValues(invalidateNotHeld).Inc()
+		return false
 	}
+	now := c.clock.Now()
+	if now.Sub(s.issued) < c.forcedEvery || (!e.forcedAt.IsZero() && now.Sub(e.forcedAt) < c.forcedEvery) {
+		c.m.invalidations.WithLabelValues(invalidateRationed).Inc()
+		c.log.Debug("token not invalidated: refreshed too recently", zap.String("scope", key.Scope),
+			zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID),
+			zap.Duration("token_age", now.Sub(s.issued)))
+		return false
+	}
+	e.forcedAt = now
 	e.st.Store(&state{err: s.err, next: s.next})
+	c.m.invalidations.WithLabelValues(invalidateDropped).Inc()
 	c.log.Info("token invalidated", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
+	return true
 }
 
 // Close stops every timer, cancels the fetches in flight, waits for them to
@@ -609,7 +640,7 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 		until := serveUntil(tok, issued, c.margin)
 		if now.Before(until) {
 			e.failures = 0
-			ns = &state{token: tok, until: until}
+			ns = &state{token: tok, issued: issued, until: until}
 			delay = refreshDelay(tok, issued, until, now, c.rand())
 			e.sm.success.Inc()
 			e.sm.expiry.Set(float64(tok.ExpiresOn.Unix()))
@@ -626,7 +657,7 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 		delay, permanent = retryDelay(err, e.failures, c.negativeTTL, c.rand())
 		ns = &state{err: err, next: now.Add(delay)}
 		if old := e.st.Load(); old.servable(now) {
-			ns.token, ns.until = old.token, old.until
+			ns.token, ns.issued, ns.until = old.token, old.issued, old.until
 		}
 		if permanent {
 			e.sm.permanent.Inc()
@@ -696,7 +727,7 @@ func (c *Cache) tick(e *entry, gen uint64) {
 		// truthful.
 		wait, _ := retryDelay(s.err, e.failures, c.negativeTTL, c.rand())
 		next := minTime(now.Add(wait), s.until)
-		e.st.Store(&state{token: s.token, until: s.until, err: s.err, next: next})
+		e.st.Store(&state{token: s.token, issued: s.issued, until: s.until, err: s.err, next: next})
 		c.scheduleLocked(e, next.Sub(now))
 	case s.servable(now):
 		c.scheduleLocked(e, s.until.Sub(now))

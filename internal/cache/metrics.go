@@ -14,6 +14,14 @@ const (
 	resultPermanent = "permanent_error"
 )
 
+// Invalidate outcomes, the values of the result label of
+// broker_token_invalidations_total.
+const (
+	invalidateDropped  = "dropped"
+	invalidateRationed = "rationed"
+	invalidateNotHeld  = "not_held"
+)
+
 // metrics holds the cache's collectors. The counters bumped on the hit path
 // are striped, lock-free and exported through CounterFuncs, so a hit writes
 // to a cache line that other cores rarely touch and allocates nothing.
@@ -25,6 +33,7 @@ type metrics struct {
 	expiry        *prometheus.GaugeVec // scope
 	failures      *prometheus.GaugeVec // scope
 	entries       prometheus.Gauge
+	invalidations *prometheus.CounterVec // result
 
 	collectors []prometheus.Collector
 }
@@ -52,9 +61,16 @@ func newMetrics() *metrics {
 			Name: "broker_token_cache_entries",
 			Help: "Keys held in the token cache.",
 		}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_token_invalidations_total",
+			Help: "Invalidate calls (an upstream refused a token) by result: dropped (a forced refresh follows), rationed (the token is too young or the key was refreshed by force too recently), not_held (the cache already holds another token).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{invalidateDropped, invalidateRationed, invalidateNotHeld} {
+		m.invalidations.WithLabelValues(r) // export zeros from the start
 	}
 	m.collectors = []prometheus.Collector{
-		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries,
+		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries, m.invalidations,
 		counterFunc("broker_token_cache_hits_total", "Get calls answered from memory.", &m.hits),
 		counterFunc("broker_token_cache_misses_total", "Get calls not answered from memory: they waited on a fetch or got a remembered error.", &m.misses),
 		counterFunc("broker_token_cache_shared_waits_total", "Get calls that waited on a fetch started by another caller or by a background refresh.", &m.sharedWaits),

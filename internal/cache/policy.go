@@ -21,6 +21,12 @@ const (
 	// DefaultFetchTimeout bounds one upstream fetch when
 	// Options.FetchTimeout is zero. It matches msal-go's HTTP timeout.
 	DefaultFetchTimeout = 30 * time.Second
+	// DefaultForcedRefreshInterval is Options.ForcedRefreshInterval's
+	// default. An upstream that answers 401 to every token (a missing role
+	// assignment, a wrong audience) would otherwise turn each request into
+	// an Entra request; 30 s is long enough to make that harmless and short
+	// enough that a token revoked for real is replaced within a minute.
+	DefaultForcedRefreshInterval = 30 * time.Second
 
 	// minBackoff is the wait after the first transient failure; it doubles
 	// with every consecutive failure up to maxBackoff.

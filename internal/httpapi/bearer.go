@@ -33,7 +33,9 @@ func (b *Bearer) Bearer(ctx context.Context, scope string) (string, error) {
 	return res.Token.AccessToken, nil
 }
 
-// Invalidate drops token from the cache if it is still the one held for scope.
-func (b *Bearer) Invalidate(scope, token string) {
-	b.cache.Invalidate(b.id.Key(scope), token)
+// Invalidate drops token from the cache if it is still the one held for
+// scope and the cache's ration of forced refreshes allows it (see
+// cache.Cache.Invalidate); it reports whether it dropped it.
+func (b *Bearer) Invalidate(scope, token string) bool {
+	return b.cache.Invalidate(b.id.Key(scope), token)
 }

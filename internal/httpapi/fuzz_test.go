@@ -41,8 +41,8 @@ func (c fuzzCache) Get(_ context.Context, key cache.Key) (cache.Result, error) {
 		ExpiresOn:   c.now.Add(time.Hour),
 	}}, nil
 }
-func (fuzzCache) Status(cache.Key) cache.Status { return cache.Status{Servable: true} }
-func (fuzzCache) Invalidate(cache.Key, string)  {}
+func (fuzzCache) Status(cache.Key) cache.Status     { return cache.Status{Servable: true} }
+func (fuzzCache) Invalidate(cache.Key, string) bool { return false }
 
 // fuzzRouter returns the API router over fuzzCache, with the demo
 // identity's shape and a fixed clock.

@@ -31,8 +31,10 @@ type Cache interface {
 	Get(ctx context.Context, key cache.Key) (cache.Result, error)
 	// Status reports what the cache holds for key, for /readyz.
 	Status(key cache.Key) cache.Status
-	// Invalidate drops accessToken for key if it is still the one held.
-	Invalidate(key cache.Key, accessToken string)
+	// Invalidate drops accessToken for key if it is still the one held and
+	// the cache's ration of forced refreshes allows it; it reports whether
+	// it dropped it.
+	Invalidate(key cache.Key, accessToken string) bool
 }
 
 // Identity is an app registration the broker holds credentials for.

@@ -41,7 +41,7 @@ func (c *keyCache) Status(k cache.Key) cache.Status {
 	return cache.Status{}
 }
 
-func (c *keyCache) Invalidate(cache.Key, string) {}
+func (c *keyCache) Invalidate(cache.Key, string) bool { return false }
 
 const (
 	reportsClient = "11111111-aaaa-4222-bbbb-3333cccc4444"

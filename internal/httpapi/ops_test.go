@@ -28,8 +28,8 @@ type nopCache struct{}
 func (nopCache) Get(context.Context, cache.Key) (cache.Result, error) {
 	return cache.Result{}, errors.New("nop cache")
 }
-func (nopCache) Status(cache.Key) cache.Status { return cache.Status{} }
-func (nopCache) Invalidate(cache.Key, string)  {}
+func (nopCache) Status(cache.Key) cache.Status     { return cache.Status{} }
+func (nopCache) Invalidate(cache.Key, string) bool { return false }
 
 // tokenRequestCounts scrapes /metrics and returns the non-zero values of
 // broker_token_requests_total as "endpoint/result" → value.

@@ -68,12 +68,14 @@ func (e *entraTokens) Bearer(ctx context.Context, scope string) (string, error) 
 	return body.AccessToken, nil
 }
 
-func (e *entraTokens) Invalidate(scope, token string) {
+func (e *entraTokens) Invalidate(scope, token string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cur[scope] == token {
 		delete(e.cur, scope)
+		return true
 	}
+	return false
 }
 
 func (e *entraTokens) fetched() int {

@@ -15,7 +15,7 @@ import (
 type staticTokens string
 
 func (s staticTokens) Bearer(context.Context, string) (string, error) { return string(s), nil }
-func (staticTokens) Invalidate(string, string)                        {}
+func (staticTokens) Invalidate(string, string) bool                   { return false }
 
 func ExampleNew() {
 	// A stand-in for https://api.loganalytics.azure.com.

@@ -27,10 +27,11 @@ func (f *fakeTokens) Bearer(ctx context.Context, scope string) (string, error) {
 	return f.bearer(ctx, scope)
 }
 
-func (f *fakeTokens) Invalidate(scope, token string) {
+func (f *fakeTokens) Invalidate(scope, token string) bool {
 	if f.invalidate != nil {
 		f.invalidate(scope, token)
 	}
+	return true
 }
 
 // seqTokens hands out "<prefix>1", then "<prefix>2" after that one is
@@ -52,13 +53,15 @@ func (s *seqTokens) Bearer(_ context.Context, scope string) (string, error) {
 	return s.prefix + strconv.Itoa(s.n), nil
 }
 
-func (s *seqTokens) Invalidate(scope, token string) {
+func (s *seqTokens) Invalidate(scope, token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.drops = append(s.drops, scope+" "+token)
 	if token == s.prefix+strconv.Itoa(s.n) {
 		s.n++
+		return true
 	}
+	return false
 }
 
 func (s *seqTokens) dropped() []string {

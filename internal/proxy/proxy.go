@@ -42,8 +42,9 @@ type Tokens interface {
 	// when no valid token can be had).
 	Bearer(ctx context.Context, scope string) (string, error)
 	// Invalidate drops token from the cache if it is still the one held for
-	// scope, so the next Bearer fetches a fresh one (single-flight).
-	Invalidate(scope, token string)
+	// scope, so the next Bearer fetches a fresh one (single-flight). It
+	// reports whether it dropped it: the cache rations forced refreshes.
+	Invalidate(scope, token string) bool
 }
 
 // Options configure New.
