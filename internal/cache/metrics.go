@@ -35,6 +35,10 @@ type metrics struct {
 	entries       prometheus.Gauge
 	invalidations *prometheus.CounterVec // result
 
+	inFlight, queued          prometheus.Gauge
+	abandoned, budgetRefusals prometheus.Counter
+	warningsSuppressed        prometheus.Counter
+
 	collectors []prometheus.Collector
 }
 
@@ -65,12 +69,33 @@ func newMetrics() *metrics {
 			Name: "broker_token_invalidations_total",
 			Help: "Invalidate calls (an upstream refused a token) by result: dropped (a forced refresh follows), rationed (the token is too young or the key was refreshed by force too recently), not_held (the cache already holds another token).",
 		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_token_fetches_in_flight",
+			Help: "Upstream token fetches calling Entra now (at most the per-identity cap for each identity).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_token_fetches_queued",
+			Help: "Upstream token fetches waiting for a slot under the per-identity cap.",
+		}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_token_fetches_abandoned_total",
+			Help: "Queued token fetches dropped before calling Entra because every caller waiting for them gave up.",
+		}),
+		budgetRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_token_new_scope_refusals_total",
+			Help: "Get calls refused without an Entra call because their identity spent its budget of new scopes.",
+		}),
+		warningsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_token_fetch_warnings_suppressed_total",
+			Help: "Token fetch failures not logged because the same key's failure was logged less than a minute before.",
+		}),
 	}
 	for _, r := range []string{invalidateDropped, invalidateRationed, invalidateNotHeld} {
 		m.invalidations.WithLabelValues(r) // export zeros from the start
 	}
 	m.collectors = []prometheus.Collector{
 		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries, m.invalidations,
+		m.inFlight, m.queued, m.abandoned, m.budgetRefusals, m.warningsSuppressed,
 		counterFunc("broker_token_cache_hits_total", "Get calls answered from memory.", &m.hits),
 		counterFunc("broker_token_cache_misses_total", "Get calls not answered from memory: they waited on a fetch or got a remembered error.", &m.misses),
 		counterFunc("broker_token_cache_shared_waits_total", "Get calls that waited on a fetch started by another caller or by a background refresh.", &m.sharedWaits),
