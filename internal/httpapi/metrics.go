@@ -31,11 +31,12 @@ const (
 	resultNotFound                   // no such identity
 	resultEntraError                 // Entra refused (permanent)
 	resultUnavailable                // Entra unreachable or throttled (transient)
+	resultRateLimited                // refused by the broker's own limits (429)
 	resultInternal                   // a bug
 	numResults
 )
 
-var resultNames = [numResults]string{"success", "stale", "bad_request", "forbidden", "unauthorized", "identity_not_found", "entra_error", "unavailable", "internal_error"}
+var resultNames = [numResults]string{"success", "stale", "bad_request", "forbidden", "unauthorized", "identity_not_found", "entra_error", "unavailable", "rate_limited", "internal_error"}
 
 // metrics are the HTTP layer's metrics. The token request counters are
 // created up front so that counting on the hot path needs no label lookup.
