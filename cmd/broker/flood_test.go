@@ -2,7 +2,7 @@ package main
 
 // Flood tests: the real program (run()) against the emulator, asked for tens
 // of thousands of distinct scopes, with Entra answering and with Entra
-// hanging. What must hold: Entra sees the cache's budget of new scopes, not
+// hanging, and sending requests to an upstream that refuses every token. What must hold: Entra sees the cache's budget of new scopes, not
 // the callers' rate; the prefetched token stays cached and is served
 // without an Entra request; abandoned requests do not keep goroutines or
 // sockets; the log does not drown.
@@ -12,10 +12,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,5 +241,38 @@ func TestEntraHangsAbandonedRequests(t *testing.T) {
 	waitFor(t, "the hung fetches to end", func() bool { return metricValue(t, r, "broker_token_fetches_in_flight") == 0 })
 	closeIdle()
 	settleGoroutines(t, baseline+goroutineSlack, "after Entra answered")
+	noPanics(t, r)
+}
+
+// TestUpstream401sDoNotForceRefreshes is an upstream that answers 401 to
+// every token: each answer asks the cache to drop the token, but a token
+// younger than the forced-refresh interval is kept, so Entra sees nothing.
+func TestUpstream401sDoNotForceRefreshes(t *testing.T) {
+	var upstreamCalls atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upstreamCalls.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, `{"error":{"code":"InvalidAuthenticationToken"}}`, http.StatusUnauthorized)
+	}))
+	t.Cleanup(upstream.Close)
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(routes, []byte("routes:\n  - name: refuses\n    upstream: "+upstream.URL+"\n    scope: "+laScope+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	az, r := startReady(t, map[string]string{"BROKER_ROUTES_FILE": routes})
+	before := az.Entra.Requests(emulator.DemoClientID, laScope)
+
+	for i := range 30 {
+		if code, _, body := call(t, "GET", r.api+"/proxy/refuses/v1/anything", nil, ""); code != http.StatusUnauthorized {
+			t.Fatalf("request %d through a refusing upstream = %d %s, want its 401", i+1, code, body)
+		}
+	}
+	if got := az.Entra.Requests(emulator.DemoClientID, laScope) - before; got != 0 {
+		t.Errorf("Entra requests after 30 upstream 401s for a fresh token = %d, want 0", got)
+	}
+	t.Logf("the upstream saw %d requests", upstreamCalls.Load())
+	if got := metricValue(t, r, "broker_token_invalidations_total"); got < 30 {
+		t.Errorf("broker_token_invalidations_total = %v, want at least 30 (every 401 asked)", got)
+	}
 	noPanics(t, r)
 }
