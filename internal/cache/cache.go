@@ -633,12 +633,12 @@ func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	}
 	s := e.st.Load()
 	if s.token.AccessToken != accessToken {
-		c.m.invalidations.WithLabelValues(invalidateNotHeld).Inc()
+		c.m.invNotHeld.Inc()
 		return false
 	}
 	now := c.clock.Now()
 	if now.Sub(s.issued) < c.forcedEvery || (!e.forcedAt.IsZero() && now.Sub(e.forcedAt) < c.forcedEvery) {
-		c.m.invalidations.WithLabelValues(invalidateRationed).Inc()
+		c.m.invRationed.Inc()
 		c.log.Debug("token not invalidated: refreshed too recently", zap.String("scope", key.Scope),
 			zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID),
 			zap.Duration("token_age", now.Sub(s.issued)))
@@ -646,15 +646,16 @@ func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	}
 	e.forcedAt = now
 	e.st.Store(&state{err: s.err, next: s.next})
-	c.m.invalidations.WithLabelValues(invalidateDropped).Inc()
+	c.m.invDropped.Inc()
 	c.log.Info("token invalidated", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
 	return true
 }
 
 // Close stops every timer, cancels the fetches in flight, waits for them to
 // return and unregisters the metrics. Callers waiting on a fetch get its
-// result (usually a cancellation error, ErrClosed for a fetch still waiting
-// for a slot); later calls to Get return ErrClosed. Close is idempotent and always returns nil.
+// result (usually a cancellation error; ErrClosed for a fetch still waiting
+// for a slot); later calls to Get return ErrClosed. Close is idempotent and
+// always returns nil.
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {

@@ -35,6 +35,8 @@ type metrics struct {
 	entries       prometheus.Gauge
 	invalidations *prometheus.CounterVec // result
 
+	invDropped, invRationed, invNotHeld prometheus.Counter // curried from invalidations
+
 	inFlight, queued          prometheus.Gauge
 	abandoned, budgetRefusals prometheus.Counter
 	warningsSuppressed        prometheus.Counter
@@ -90,9 +92,9 @@ func newMetrics() *metrics {
 			Help: "Token fetch failures not logged because the same key's failure was logged less than a minute before.",
 		}),
 	}
-	for _, r := range []string{invalidateDropped, invalidateRationed, invalidateNotHeld} {
-		m.invalidations.WithLabelValues(r) // export zeros from the start
-	}
+	m.invDropped = m.invalidations.WithLabelValues(invalidateDropped)
+	m.invRationed = m.invalidations.WithLabelValues(invalidateRationed)
+	m.invNotHeld = m.invalidations.WithLabelValues(invalidateNotHeld)
 	m.collectors = []prometheus.Collector{
 		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries, m.invalidations,
 		m.inFlight, m.queued, m.abandoned, m.budgetRefusals, m.warningsSuppressed,
