@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +50,9 @@ type Source interface {
 // default.
 type Options struct {
 	// Size is the maximum number of keys held; 0 means DefaultSize (1024).
-	// When a new key needs room, the least recently used key leaves (see
-	// Cache for how "used" is tracked).
+	// When a new key needs room, a key without a token in service leaves
+	// first, else the least recently used key (see Cache for how "used" is
+	// tracked).
 	Size int
 	// Margin is how long before its expiry a token stops being served; 0
 	// means DefaultMargin (5 minutes). A token whose lifetime is shorter
@@ -61,9 +63,26 @@ type Options struct {
 	// Get answers it at once without an upstream call. 0 means
 	// DefaultNegativeTTL (30 seconds).
 	NegativeTTL time.Duration
-	// FetchTimeout bounds one upstream fetch; 0 means DefaultFetchTimeout
-	// (30 seconds). It uses the real clock even when Clock is a fake.
+	// FetchTimeout bounds one upstream fetch from the moment it calls the
+	// Source (time spent waiting for a slot, see MaxConcurrentFetches, is
+	// not counted); 0 means DefaultFetchTimeout (30 seconds). It uses the
+	// real clock even when Clock is a fake.
 	FetchTimeout time.Duration
+	// MaxConcurrentFetches caps the upstream fetches that call the Source
+	// at once for one identity (the Authority, Tenant and ClientID of a
+	// Key); more wait for a slot in the order they started. 0 means
+	// DefaultMaxConcurrentFetches (4).
+	MaxConcurrentFetches int
+	// NewKeyBudget limits how fast Get starts fetches for new keys of one
+	// identity: keys that have not held a token since they entered the
+	// cache. Past it, Get answers an *Error wrapping ErrNewKeyBudget at
+	// once. Prefetched keys are exempt. A zero field takes its default
+	// (DefaultNewKeyBurst, DefaultNewKeyEvery).
+	NewKeyBudget Budget
+	// ForcedRefreshInterval rations Invalidate: a token younger than this
+	// is not dropped, and a key's token is dropped at most once per
+	// interval. 0 means DefaultForcedRefreshInterval (30 seconds).
+	ForcedRefreshInterval time.Duration
 	// Clock tells the time and runs the refresh timers; nil means the real
 	// clock.
 	Clock Clock
@@ -75,9 +94,19 @@ type Options struct {
 	// documentation); nil means no metrics are registered. Close
 	// unregisters them.
 	Registerer prometheus.Registerer
-	// Logger receives fetch failures (Warn) and lifecycle events (Debug);
-	// nil means no logging. Tokens are never logged.
+	// Logger receives fetch failures (Warn, at most once a minute per key;
+	// Debug otherwise) and lifecycle events (Debug); nil means no logging.
+	// Tokens are never logged.
 	Logger *zap.Logger
+}
+
+// Budget is a token bucket: Burst events at once, then one more every
+// Every.
+type Budget struct {
+	// Burst is how many events the full bucket allows at once.
+	Burst int
+	// Every is how long the bucket takes to earn one more event.
+	Every time.Duration
 }
 
 // Result is what Get answers.
@@ -118,7 +147,26 @@ type Status struct {
 // Otherwise the caller waits for a fetch, shared by every concurrent caller
 // of the key (single-flight). The fetch does not belong to any caller: one
 // caller giving up does not cancel it for the others, and each caller's own
-// context bounds only its own wait.
+// context bounds only its own wait. Once it calls the Source, a fetch runs
+// to its end (or Options.FetchTimeout) even when every caller has gone, so
+// that the next caller finds the token.
+//
+// Upstream traffic. Every key of one identity (Authority, Tenant,
+// ClientID) shares three limits, so that no caller can make the broker
+// hammer Entra or hold sockets for it. At most Options.MaxConcurrentFetches
+// fetches call the Source at once; the others wait in a queue, oldest
+// first, and one that every caller has given up on leaves the queue without
+// calling the Source (background refreshes and prefetches stay queued).
+// Get starts a fetch for a new key (one that has held no token since it
+// entered the cache: never fetched, evicted, or only ever failing) only
+// within Options.NewKeyBudget, a token bucket; past it, Get answers an
+// *Error wrapping ErrNewKeyBudget at once, with the time the budget allows
+// the next one. Refreshes, retries of keys that once held a token and
+// prefetched keys are not counted. Invalidate (an upstream refused a token)
+// forces a refresh at most once per Options.ForcedRefreshInterval per key,
+// and never for a token younger than that. A failing key's fetch failure
+// is logged at Warn at most once a minute; the rest go to Debug and to a
+// counter.
 //
 // Refreshing. After a successful fetch, the key is refreshed in the
 // background at the token's RefreshOn (Entra's refresh_in) when set, else at
@@ -145,7 +193,12 @@ type Status struct {
 // than the backoff still sees the backoff grow. A token is never served
 // within its margin, so never past its expiry.
 //
-// Bound. At most Options.Size keys are held. Hits do not reorder the LRU
+// Bound. At most Options.Size keys are held. A new key that needs room
+// first evicts the oldest key that holds no token in service and is not
+// prefetched (a key being fetched for the first time, a failing one, an
+// expired one), so keys that never succeed evict only their own kind and
+// cannot push out a working token. When every key holds a token in
+// service, the least recently used one leaves: hits do not reorder the LRU
 // list (that would need a lock); they set a flag, and the eviction scan
 // gives a flagged key, or a prefetched one, a second chance (CLOCK) before
 // it evicts the least recently used remaining key. Prefetched keys are
@@ -157,6 +210,9 @@ type Cache struct {
 	margin       time.Duration
 	negativeTTL  time.Duration
 	fetchTimeout time.Duration
+	forcedEvery  time.Duration
+	maxFetches   int
+	budget       Budget
 	clock        Clock
 	rand         func() float64
 	log          *zap.Logger
@@ -173,17 +229,55 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running fetches
 
-	mu     sync.Mutex
-	lru    *simplelru.LRU[Key, *entry]
-	scopes map[string]*scopeMetrics
+	mu         sync.Mutex
+	lru        *simplelru.LRU[Key, *entry]
+	scopes     map[string]*scopeMetrics
+	identities map[identityKey]*identity
+	// warned holds when a key's fetch failure was last logged at Warn.
+	warned map[Key]time.Time
 	closed bool
 }
+
+// identityKey is the part of a Key that names an app registration.
+type identityKey struct{ authority, tenant, clientID string }
+
+// identity is the upstream traffic state shared by the keys of one app
+// registration. It is guarded by Cache.mu. The cache keeps one per identity
+// it has seen for as long as it lives: identities come from the broker's
+// configuration, not from callers.
+type identity struct {
+	running int       // fetches calling the Source
+	queue   []*flight // fetches waiting for a slot, oldest first
+	tokens  int       // new-key budget left
+	refill  time.Time // when tokens last grew, or were last full
+}
+
+// takeNewKey spends one unit of the new-key budget b at now. When none is
+// left it reports false and when the next unit will be earned.
+func (id *identity) takeNewKey(b Budget, now time.Time) (ok bool, next time.Time) {
+	if id.tokens >= b.Burst {
+		id.refill = now
+	} else if n := now.Sub(id.refill) / b.Every; n > 0 {
+		id.tokens = min(b.Burst, id.tokens+int(n))
+		id.refill = id.refill.Add(n * b.Every)
+	}
+	if id.tokens == 0 {
+		return false, id.refill.Add(b.Every)
+	}
+	id.tokens--
+	return true, time.Time{}
+}
+
+// refundNewKey gives back a unit spent on a fetch that never called the
+// Source.
+func (id *identity) refundNewKey(b Budget) { id.tokens = min(b.Burst, id.tokens+1) }
 
 // entry is one key's slot. st is read without a lock; the fields after the
 // comment are guarded by Cache.mu.
 type entry struct {
-	key Key
-	st  atomic.Pointer[state]
+	key   Key
+	ident *identity
+	st    atomic.Pointer[state]
 	// used is set by every Get and cleared when an upstream attempt
 	// starts: it says whether the key is worth refreshing.
 	used atomic.Bool
@@ -199,6 +293,11 @@ type entry struct {
 	failures int     // consecutive failed upstream attempts
 	prefetch bool
 	removed  bool
+	// succeeded is set by the first successful fetch since the key entered
+	// the cache: from then on its fetches do not spend the new-key budget.
+	succeeded bool
+	// forcedAt is when Invalidate last dropped the key's token, or zero.
+	forcedAt time.Time
 	// lingering is set while an idle key with a failure and no token is
 	// kept so that its backoff keeps growing (see tick).
 	lingering bool
@@ -217,10 +316,11 @@ func (e *entry) markUsed() {
 
 // state is an immutable snapshot of an entry.
 type state struct {
-	token azure.Token // zero when none is held
-	until time.Time   // serveUntil(token); zero when none is held
-	err   error       // the last attempt's error; nil after a success
-	next  time.Time   // the next upstream attempt after a failure; zero after a success
+	token  azure.Token // zero when none is held
+	issued time.Time   // issuedAt(token); zero when none is held
+	until  time.Time   // serveUntil(token); zero when none is held
+	err    error       // the last attempt's error; nil after a success
+	next   time.Time   // the next upstream attempt after a failure; zero after a success
 }
 
 // noState is the state of a key that has never been fetched.
@@ -229,11 +329,25 @@ var noState = &state{}
 // servable reports whether the token held may be served at now.
 func (s *state) servable(now time.Time) bool { return now.Before(s.until) }
 
-// flight is one upstream fetch; done is closed once res or err is set.
+// flight is one upstream fetch; done is closed, with mu held, once res or
+// err is set. The other fields are guarded by Cache.mu.
 type flight struct {
 	done chan struct{}
 	res  Result
 	err  error
+
+	e      *entry
+	parent context.Context // provides the fetch's values, not its cancellation
+	// waiters counts the Get calls waiting for the fetch; it drops when one
+	// gives up.
+	waiters int
+	// keep marks a fetch that goes on without waiters: a background
+	// refresh or retry, or one that Prefetch started or joined.
+	keep bool
+	// queued is set while the fetch waits for a slot of its identity.
+	queued bool
+	// newKey is set when the fetch spent the new-key budget.
+	newKey bool
 }
 
 // New returns a Cache that fetches tokens from src. It reports every invalid
@@ -255,6 +369,18 @@ func New(src Source, opts Options) (*Cache, error) {
 	if opts.FetchTimeout < 0 {
 		errs = append(errs, fmt.Errorf("fetch timeout %v is negative", opts.FetchTimeout))
 	}
+	if opts.ForcedRefreshInterval < 0 {
+		errs = append(errs, fmt.Errorf("forced refresh interval %v is negative", opts.ForcedRefreshInterval))
+	}
+	if opts.MaxConcurrentFetches < 0 {
+		errs = append(errs, fmt.Errorf("max concurrent fetches %d is negative", opts.MaxConcurrentFetches))
+	}
+	if opts.NewKeyBudget.Burst < 0 {
+		errs = append(errs, fmt.Errorf("new-key budget burst %d is negative", opts.NewKeyBudget.Burst))
+	}
+	if opts.NewKeyBudget.Every < 0 {
+		errs = append(errs, fmt.Errorf("new-key budget interval %v is negative", opts.NewKeyBudget.Every))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cache: new: %w", err)
 	}
@@ -265,12 +391,20 @@ func New(src Source, opts Options) (*Cache, error) {
 		margin:       cmpOr(opts.Margin, DefaultMargin),
 		negativeTTL:  cmpOr(opts.NegativeTTL, DefaultNegativeTTL),
 		fetchTimeout: cmpOr(opts.FetchTimeout, DefaultFetchTimeout),
-		clock:        opts.Clock,
-		rand:         opts.Rand,
-		log:          opts.Logger,
-		reg:          opts.Registerer,
-		m:            newMetrics(),
-		scopes:       make(map[string]*scopeMetrics),
+		forcedEvery:  cmpOr(opts.ForcedRefreshInterval, DefaultForcedRefreshInterval),
+		maxFetches:   cmpOr(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches),
+		budget: Budget{
+			Burst: cmpOr(opts.NewKeyBudget.Burst, DefaultNewKeyBurst),
+			Every: cmpOr(opts.NewKeyBudget.Every, DefaultNewKeyEvery),
+		},
+		clock:      opts.Clock,
+		rand:       opts.Rand,
+		log:        opts.Logger,
+		reg:        opts.Registerer,
+		m:          newMetrics(),
+		scopes:     make(map[string]*scopeMetrics),
+		identities: make(map[identityKey]*identity),
+		warned:     make(map[Key]time.Time),
 	}
 	if c.clock == nil {
 		c.clock = realClock{}
@@ -335,34 +469,50 @@ func (c *Cache) serve(s *state) Result {
 }
 
 // get is Get's slow path: it takes the lock, then serves, answers a
-// remembered error, joins the fetch in flight, or starts one.
+// remembered error, joins the fetch in flight, or starts one (for a new key,
+// only within the new-key budget).
 func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return Result{}, ErrClosed
 	}
-	e, added := c.entryLocked(key)
-	if !added {
-		e.markUsed()
-	}
 	now := c.clock.Now()
-	s := e.st.Load()
-	if s.servable(now) {
-		c.mu.Unlock()
-		return c.serve(s), nil
+	e, held := c.lru.Peek(key)
+	s := noState
+	if held {
+		e.markUsed()
+		s = e.st.Load()
+		if s.servable(now) {
+			c.mu.Unlock()
+			return c.serve(s), nil
+		}
 	}
 	c.m.misses.inc()
-	fl := e.flight
+	var fl *flight
 	switch {
-	case fl != nil:
+	case held && e.flight != nil:
+		fl = e.flight
 		c.m.sharedWaits.inc()
 	case s.err != nil && now.Before(s.next):
 		c.mu.Unlock()
 		return Result{}, &Error{Scope: key.Scope, NextAttempt: s.next, Err: s.err}
 	default:
-		fl = c.startLocked(ctx, e)
+		newKey := !held || (!e.succeeded && !e.prefetch)
+		if newKey {
+			if ok, next := c.identityLocked(key).takeNewKey(c.budget, now); !ok {
+				c.mu.Unlock()
+				c.m.budgetRefusals.Inc()
+				return Result{}, &Error{Scope: key.Scope, NextAttempt: next, Err: ErrNewKeyBudget}
+			}
+		}
+		if !held {
+			e = c.addLocked(key, now)
+		}
+		fl = c.startLocked(ctx, e, e.prefetch)
+		fl.newKey = newKey
 	}
+	fl.waiters++
 	c.mu.Unlock()
 
 	select {
@@ -371,6 +521,7 @@ func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 		select {
 		case <-fl.done: // both ready: the answer wins
 		default:
+			c.leave(fl)
 			return Result{}, fmt.Errorf("cache: waiting for %s: %w", key.Scope, context.Cause(ctx))
 		}
 	}
@@ -378,6 +529,23 @@ func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 		c.m.staleServed.inc()
 	}
 	return fl.res, fl.err
+}
+
+// leave records that a Get caller stopped waiting for fl. A fetch still
+// queued for a slot that nobody waits for any more, and that is not a
+// background or prefetch fetch, is abandoned: it never calls the Source.
+func (c *Cache) leave(fl *flight) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-fl.done:
+		return
+	default:
+	}
+	fl.waiters--
+	if fl.waiters == 0 && fl.queued && !fl.keep {
+		c.abandonLocked(fl)
+	}
 }
 
 // Prefetch fetches keys that hold no token in service, and keeps every one
@@ -394,18 +562,22 @@ func (c *Cache) Prefetch(ctx context.Context, keys ...Key) {
 	}
 	now := c.clock.Now()
 	for _, key := range keys {
-		e, _ := c.entryLocked(key)
+		e, held := c.lru.Peek(key)
+		if !held {
+			e = c.addLocked(key, now)
+		}
 		e.prefetch = true
 		s := e.st.Load()
 		switch {
 		case e.flight != nil:
+			e.flight.keep = true
 			wait = append(wait, e.flight)
 		case s.servable(now) && s.err == nil:
 			// Warm; its refresh timer is running.
 		case s.err != nil && now.Before(s.next):
 			// Backing off; the retry timer will try again.
 		default:
-			wait = append(wait, c.startLocked(ctx, e))
+			wait = append(wait, c.startLocked(ctx, e, true))
 		}
 	}
 	c.mu.Unlock()
@@ -438,10 +610,17 @@ func (c *Cache) Status(key Key) Status {
 
 // Invalidate drops the token held for key if it is still accessToken (an
 // upstream answered 401 to it), so that the next Get fetches a new one,
-// shared among concurrent callers. It does nothing when the cache already
-// holds another token, so a burst of 401s for one token causes one fetch.
-// A failure the key is backing off from is kept: the next Get then answers
-// that error until the next attempt is due.
+// shared among concurrent callers. It reports whether it dropped the token.
+//
+// A forced refresh costs an Entra request, and an upstream that refuses
+// every token (a missing role assignment, a wrong audience) would otherwise
+// turn every request into one, so Invalidate is rationed: it does nothing
+// when the cache holds another token (a burst of 401s for one token causes
+// one fetch), when the token was issued less than
+// Options.ForcedRefreshInterval ago (a fresh token is no more likely to be
+// accepted), or when the key's token was already dropped within that
+// interval. A failure the key is backing off from is kept: the next Get then
+// answers that error until the next attempt is due.
 func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	if accessToken == "" {
 		return false
@@ -454,17 +633,29 @@ func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	}
 	s := e.st.Load()
 	if s.token.AccessToken != accessToken {
+		c.m.invNotHeld.Inc()
 		return false
 	}
+	now := c.clock.Now()
+	if now.Sub(s.issued) < c.forcedEvery || (!e.forcedAt.IsZero() && now.Sub(e.forcedAt) < c.forcedEvery) {
+		c.m.invRationed.Inc()
+		c.log.Debug("token not invalidated: refreshed too recently", zap.String("scope", key.Scope),
+			zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID),
+			zap.Duration("token_age", now.Sub(s.issued)))
+		return false
+	}
+	e.forcedAt = now
 	e.st.Store(&state{err: s.err, next: s.next})
+	c.m.invDropped.Inc()
 	c.log.Info("token invalidated", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
 	return true
 }
 
 // Close stops every timer, cancels the fetches in flight, waits for them to
 // return and unregisters the metrics. Callers waiting on a fetch get its
-// result (usually a cancellation error); later calls to Get return
-// ErrClosed. Close is idempotent and always returns nil.
+// result (usually a cancellation error; ErrClosed for a fetch still waiting
+// for a slot); later calls to Get return ErrClosed. Close is idempotent and
+// always returns nil.
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -473,6 +664,15 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.cancel()
+	for _, id := range c.identities {
+		for _, fl := range id.queue {
+			fl.e.flight = nil
+			fl.err = ErrClosed
+			close(fl.done)
+		}
+		id.queue = nil
+	}
+	c.m.queued.Set(0)
 	c.lru.Purge()
 	c.entries.Store(&map[Key]*entry{})
 	c.m.entries.Set(0)
@@ -484,27 +684,52 @@ func (c *Cache) Close() error {
 	return nil
 }
 
-// entryLocked returns key's entry, adding it (and evicting another) when
-// absent. A new entry goes to the front of the LRU list with its touched
-// flag clear: its position already says it is the most recent.
-func (c *Cache) entryLocked(key Key) (e *entry, added bool) {
-	if e, ok := c.lru.Peek(key); ok {
-		return e, false
-	}
-	c.makeRoomLocked()
-	e = &entry{key: key, sm: c.acquireScopeLocked(key.Scope)}
+// addLocked adds an entry for key, which must be absent, evicting another
+// when the cache is full. A new entry goes to the front of the LRU list
+// with its touched flag clear: its position already says it is the most
+// recent.
+func (c *Cache) addLocked(key Key, now time.Time) *entry {
+	c.makeRoomLocked(now)
+	e := &entry{key: key, ident: c.identityLocked(key), sm: c.acquireScopeLocked(key.Scope)}
 	e.st.Store(noState)
 	c.lru.Add(key, e)
 	c.publishLocked(key, e)
 	c.m.entries.Set(float64(c.lru.Len()))
-	return e, true
+	return e
 }
 
-// makeRoomLocked evicts until a key can be added: the oldest key leaves
-// unless it was used or prefetched since the scan last looked at it, in
-// which case it moves to the front (second chance). After two full turns
-// the oldest key leaves regardless, so the scan is bounded.
-func (c *Cache) makeRoomLocked() {
+// identityLocked returns the traffic state of key's identity, creating it
+// with a full new-key budget.
+func (c *Cache) identityLocked(key Key) *identity {
+	ik := identityKey{key.Authority, key.Tenant, key.ClientID}
+	id := c.identities[ik]
+	if id == nil {
+		id = &identity{tokens: c.budget.Burst, refill: c.clock.Now()}
+		c.identities[ik] = id
+	}
+	return id
+}
+
+// makeRoomLocked evicts until a key can be added. First go the oldest keys
+// that hold no token in service and are not prefetched (keys still being
+// fetched for the first time, failing keys, expired ones), so that a flood
+// of scopes that never succeed evicts only its own kind and never a
+// working token. When every key holds a token in service, the oldest key
+// leaves unless it was used or prefetched since the scan last looked at
+// it, in which case it moves to the front (second chance); after two full
+// turns the oldest key leaves regardless, so the scan is bounded.
+func (c *Cache) makeRoomLocked(now time.Time) {
+	if c.lru.Len() < c.size {
+		return
+	}
+	for _, e := range c.lru.Values() { // oldest first
+		if c.lru.Len() < c.size {
+			return
+		}
+		if !e.prefetch && !e.st.Load().servable(now) {
+			c.lru.Remove(e.key)
+		}
+	}
 	for scanned := 0; c.lru.Len() >= c.size; scanned++ {
 		key, e, _ := c.lru.GetOldest()
 		if scanned < 2*c.size && (e.touched.Swap(false) || e.prefetch) {
@@ -567,28 +792,86 @@ func (c *Cache) releaseScopeLocked(scope string) {
 	}
 }
 
-// startLocked starts an upstream fetch for e, replacing its timer. parent
-// provides the fetch's values; its cancellation is ignored.
-func (c *Cache) startLocked(parent context.Context, e *entry) *flight {
+// startLocked starts an upstream fetch for e, replacing its timer: at once
+// when its identity has a free slot, else queued for one. parent provides
+// the fetch's values; its cancellation is ignored. keep marks a fetch that
+// goes on when nobody waits for it.
+func (c *Cache) startLocked(parent context.Context, e *entry, keep bool) *flight {
 	c.stopTimerLocked(e)
-	fl := &flight{done: make(chan struct{})}
+	fl := &flight{done: make(chan struct{}), e: e, parent: parent, keep: keep}
 	e.flight = fl
 	e.lingering = false
 	e.used.Store(false) // uses from now on count for the next refresh
-	c.wg.Go(func() { c.fetch(parent, e, fl) })
+	if id := e.ident; id.running < c.maxFetches {
+		c.runLocked(fl)
+	} else {
+		fl.queued = true
+		id.queue = append(id.queue, fl)
+		c.m.queued.Inc()
+	}
 	return fl
 }
 
-// fetch asks the Source on a context detached from parent's cancellation,
-// bounded by the fetch timeout and cancelled by Close.
-func (c *Cache) fetch(parent context.Context, e *entry, fl *flight) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.fetchTimeout)
+// runLocked takes a slot of fl's identity and calls the Source.
+func (c *Cache) runLocked(fl *flight) {
+	fl.e.ident.running++
+	c.m.inFlight.Inc()
+	c.wg.Go(func() { c.fetch(fl) })
+}
+
+// runQueuedLocked gives the free slots of id to its queued fetches, oldest
+// first. A queued fetch whose key has left the cache and that nobody waits
+// for is dropped instead.
+func (c *Cache) runQueuedLocked(id *identity) {
+	for !c.closed && id.running < c.maxFetches && len(id.queue) > 0 {
+		fl := id.queue[0]
+		if fl.e.removed && fl.waiters == 0 {
+			c.abandonLocked(fl)
+			continue
+		}
+		id.queue[0] = nil
+		id.queue = id.queue[1:]
+		fl.queued = false
+		c.m.queued.Dec()
+		c.runLocked(fl)
+	}
+}
+
+// abandonLocked drops fl, which is queued, without calling the Source: its
+// waiters get errAbandoned, the new-key budget it spent is refunded, and its
+// key is looked at as an idle timer would (so a key that never held
+// anything leaves at once).
+func (c *Cache) abandonLocked(fl *flight) {
+	id := fl.e.ident
+	if i := slices.Index(id.queue, fl); i >= 0 {
+		id.queue = slices.Delete(id.queue, i, i+1)
+	}
+	fl.queued = false
+	c.m.queued.Dec()
+	c.m.abandoned.Inc()
+	if fl.newKey {
+		id.refundNewKey(c.budget)
+	}
+	e := fl.e
+	e.flight = nil
+	e.used.Store(false) // whoever used the key has given up
+	fl.err = errAbandoned
+	close(fl.done)
+	if !e.removed {
+		c.reviewLocked(e, c.clock.Now())
+	}
+}
+
+// fetch asks the Source on a context detached from the cancellation of the
+// flight's parent, bounded by the fetch timeout and cancelled by Close.
+func (c *Cache) fetch(fl *flight) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(fl.parent), c.fetchTimeout)
 	stop := context.AfterFunc(c.ctx, cancel)
 	start := c.clock.Now()
-	tok, err := c.src.Token(ctx, e.key)
+	tok, err := c.src.Token(ctx, fl.e.key)
 	stop()
 	cancel()
-	c.complete(e, fl, tok, err, start)
+	c.complete(fl.e, fl, tok, err, start)
 }
 
 // complete records a fetch's outcome, answers its waiters and schedules the
@@ -596,6 +879,9 @@ func (c *Cache) fetch(parent context.Context, e *entry, fl *flight) {
 func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e.ident.running--
+	c.m.inFlight.Dec()
+	defer c.runQueuedLocked(e.ident)
 	now := c.clock.Now()
 	c.m.fetchDuration.Observe(now.Sub(start).Seconds())
 	var (
@@ -610,7 +896,8 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 		until := serveUntil(tok, issued, c.margin)
 		if now.Before(until) {
 			e.failures = 0
-			ns = &state{token: tok, until: until}
+			e.succeeded = true
+			ns = &state{token: tok, issued: issued, until: until}
 			delay = refreshDelay(tok, issued, until, now, c.rand())
 			e.sm.success.Inc()
 			e.sm.expiry.Set(float64(tok.ExpiresOn.Unix()))
@@ -627,7 +914,7 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 		delay, permanent = retryDelay(err, e.failures, c.negativeTTL, c.rand())
 		ns = &state{err: err, next: now.Add(delay)}
 		if old := e.st.Load(); old.servable(now) {
-			ns.token, ns.until = old.token, old.until
+			ns.token, ns.issued, ns.until = old.token, old.issued, old.until
 		}
 		if permanent {
 			e.sm.permanent.Inc()
@@ -636,8 +923,12 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 		}
 		e.sm.failures.Set(float64(e.failures))
 		level := zap.WarnLevel
-		if c.closed {
+		switch {
+		case c.closed:
 			level = zap.DebugLevel
+		case !c.warnLocked(e.key, now):
+			level = zap.DebugLevel
+			c.m.warningsSuppressed.Inc()
 		}
 		c.log.Log(level, "token fetch failed", zap.String("scope", e.key.Scope),
 			zap.String("tenant", e.key.Tenant), zap.String("client_id", e.key.ClientID),
@@ -686,18 +977,23 @@ func (c *Cache) tick(e *entry, gen uint64) {
 		return
 	}
 	e.timer = nil
-	now := c.clock.Now()
+	c.reviewLocked(e, c.clock.Now())
+}
+
+// reviewLocked is the body of tick, for an entry with no timer and no
+// fetch in flight.
+func (c *Cache) reviewLocked(e *entry, now time.Time) {
 	s := e.st.Load()
 	switch {
 	case e.prefetch || e.used.Load():
-		c.startLocked(c.ctx, e)
+		c.startLocked(c.ctx, e, true)
 	case s.servable(now) && s.err != nil:
 		// Stale but idle: no upstream call, but keep the retry cadence, so
 		// that a use soon leads to an attempt soon, and keep NextAttempt
 		// truthful.
 		wait, _ := retryDelay(s.err, e.failures, c.negativeTTL, c.rand())
 		next := minTime(now.Add(wait), s.until)
-		e.st.Store(&state{token: s.token, until: s.until, err: s.err, next: next})
+		e.st.Store(&state{token: s.token, issued: s.issued, until: s.until, err: s.err, next: next})
 		c.scheduleLocked(e, next.Sub(now))
 	case s.servable(now):
 		c.scheduleLocked(e, s.until.Sub(now))
@@ -710,6 +1006,25 @@ func (c *Cache) tick(e *entry, gen uint64) {
 	default:
 		c.lru.Remove(e.key)
 	}
+}
+
+// warnLocked reports whether a fetch failure of key may be logged at Warn
+// now: at most once per warnInterval per key. The record of a key is
+// forgotten once warnInterval has passed and the record has grown past
+// the cache's size, so it stays bounded by the failures of one interval.
+func (c *Cache) warnLocked(key Key, now time.Time) bool {
+	if last, ok := c.warned[key]; ok && now.Sub(last) < warnInterval {
+		return false
+	}
+	if len(c.warned) >= c.size {
+		for k, last := range c.warned {
+			if now.Sub(last) >= warnInterval {
+				delete(c.warned, k)
+			}
+		}
+	}
+	c.warned[key] = now
+	return true
 }
 
 func minTime(a, b time.Time) time.Time {

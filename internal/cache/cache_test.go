@@ -31,8 +31,9 @@ func TestNewValidatesOptions(t *testing.T) {
 	}{
 		{"zero options", src, Options{}, nil},
 		{"nil source", nil, Options{}, []string{"source is nil"}},
-		{"every problem at once", src, Options{Size: -1, Margin: -1, NegativeTTL: -1, FetchTimeout: -1},
-			[]string{"size -1 is negative", "margin -1ns is negative", "negative TTL -1ns is negative", "fetch timeout -1ns is negative"}},
+		{"every problem at once", src, Options{Size: -1, Margin: -1, NegativeTTL: -1, FetchTimeout: -1, ForcedRefreshInterval: -1},
+			[]string{"size -1 is negative", "margin -1ns is negative", "negative TTL -1ns is negative", "fetch timeout -1ns is negative",
+				"forced refresh interval -1ns is negative"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -698,17 +699,25 @@ func TestInvalidate(t *testing.T) {
 		}
 		return issue(src.clk, n, time.Hour, 0), nil
 	}
-	c, _ := newTest(t, src, Options{}, false)
+	c, clk := newTest(t, src, Options{}, false)
 
 	mustGet(t, c, testKey)
-	c.Invalidate(testKey, "not-the-token")
-	c.Invalidate(testKey, "")
-	c.Invalidate(keyFor("https://unknown/.default"), "tok-1")
+	clk.Advance(DefaultForcedRefreshInterval) // old enough to be dropped
+	for _, tt := range []struct {
+		key   Key
+		token string
+	}{{testKey, "not-the-token"}, {testKey, ""}, {keyFor("https://unknown/.default"), "tok-1"}} {
+		if c.Invalidate(tt.key, tt.token) {
+			t.Errorf("Invalidate(%s, %q) = true, want false", tt.key.Scope, tt.token)
+		}
+	}
 	if res := mustGet(t, c, testKey); res.Token.AccessToken != "tok-1" {
 		t.Fatalf("Get after Invalidate of another token = %q, want tok-1", res.Token.AccessToken)
 	}
 
-	c.Invalidate(testKey, "tok-1")
+	if !c.Invalidate(testKey, "tok-1") {
+		t.Fatalf("Invalidate(tok-1) = false, want true")
+	}
 	if st := c.Status(testKey); st.Servable {
 		t.Errorf("Status after Invalidate = %+v, want not servable", st)
 	}
@@ -722,15 +731,86 @@ func TestInvalidate(t *testing.T) {
 		})
 	}
 	eventually(t, "callers to wait on one fetch", func() bool { return c.m.sharedWaits.load() == callers-1 })
-	c.Invalidate(testKey, "tok-1") // a second 401 for the same token: nothing to drop
+	if c.Invalidate(testKey, "tok-1") { // a second 401 for the same token: nothing to drop
+		t.Errorf("second Invalidate(tok-1) = true, want false")
+	}
 	close(release)
 	wg.Wait()
-	c.Invalidate(testKey, "tok-1") // late 401 for the old token: tok-2 stays
+	if c.Invalidate(testKey, "tok-1") { // late 401 for the old token: tok-2 stays
+		t.Errorf("late Invalidate(tok-1) = true, want false")
+	}
 	if res := mustGet(t, c, testKey); res.Token.AccessToken != "tok-2" {
 		t.Errorf("Get after a late Invalidate of tok-1 = %q, want tok-2", res.Token.AccessToken)
 	}
 	if got := src.Calls(); got != 2 {
 		t.Errorf("upstream calls = %d, want 2", got)
+	}
+}
+
+// TestInvalidateRationed is an upstream that answers 401 to every token:
+// each 401 asks the cache to drop the token it was sent.
+func TestInvalidateRationed(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{}
+	src.clk = newFakeClock()
+	src.token = func(_ context.Context, _ Key, n int) (azure.Token, error) {
+		tok := issue(src.clk, n, time.Hour, 0)
+		if n > 1 {
+			// Later tokens come back already a minute old, so that only
+			// the one-per-interval rule can refuse the next drop.
+			tok.IssuedAt = tok.IssuedAt.Add(-time.Minute)
+		}
+		return tok, nil
+	}
+	reg := prometheus.NewRegistry()
+	c, clk := newTest(t, src, Options{Registerer: reg}, true)
+
+	// A storm of 401s for a token fetched now drops nothing.
+	tok := mustGet(t, c, testKey).Token.AccessToken
+	for i := range 30 {
+		if c.Invalidate(testKey, tok) {
+			t.Fatalf("Invalidate #%d of a token fetched now = true, want false", i+1)
+		}
+		mustGet(t, c, testKey)
+	}
+	if got := src.Calls(); got != 1 {
+		t.Fatalf("upstream calls after 30 401s for a fresh token = %d, want 1", got)
+	}
+
+	// Once the token is old, one 401 drops it and the next Get fetches
+	// exactly once.
+	clk.Advance(DefaultForcedRefreshInterval)
+	if !c.Invalidate(testKey, tok) {
+		t.Fatalf("Invalidate of a %v old token = false, want true", DefaultForcedRefreshInterval)
+	}
+	tok = mustGet(t, c, testKey).Token.AccessToken
+	for range 30 {
+		mustGet(t, c, testKey)
+	}
+	if got := src.Calls(); got != 2 {
+		t.Fatalf("upstream calls after one forced refresh = %d, want 2", got)
+	}
+
+	// The new token is old enough, but the key was refreshed by force less
+	// than an interval ago.
+	clk.Advance(DefaultForcedRefreshInterval - time.Second)
+	if c.Invalidate(testKey, tok) {
+		t.Errorf("Invalidate %v after the last forced refresh = true, want false", DefaultForcedRefreshInterval-time.Second)
+	}
+	clk.Advance(time.Second)
+	if !c.Invalidate(testKey, tok) {
+		t.Errorf("Invalidate %v after the last forced refresh = false, want true", DefaultForcedRefreshInterval)
+	}
+	mustGet(t, c, testKey)
+	if got := src.Calls(); got != 3 {
+		t.Errorf("upstream calls = %d, want 3", got)
+	}
+	c.Invalidate(testKey, "tok-1") // no longer held
+
+	for result, want := range map[string]float64{invalidateDropped: 2, invalidateRationed: 31, invalidateNotHeld: 1} {
+		if got := sampleValue(t, reg, "broker_token_invalidations_total", "result", result); got != want {
+			t.Errorf("broker_token_invalidations_total{result=%q} = %v, want %v", result, got, want)
+		}
 	}
 }
 

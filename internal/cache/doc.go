@@ -1,9 +1,11 @@
 // Package cache keeps Entra ID access tokens in memory and decides when to
 // fetch them: it serves a token while it has more than a safety margin of
 // life left, shares one upstream fetch among concurrent callers of a key,
-// refreshes used tokens in the background before they leave service, and
-// backs off calmly when Entra fails. How a token is fetched belongs to the
-// Source it wraps (internal/azure); this package only decides when.
+// refreshes used tokens in the background before they leave service, backs
+// off calmly when Entra fails, and bounds what any caller can make it ask
+// of Entra (concurrent fetches, new scopes and forced refreshes per
+// identity). How a token is fetched belongs to the Source it wraps
+// (internal/azure); this package only decides when.
 //
 // The hit path of Cache.Get takes no lock and allocates nothing: the keys
 // live in a copy-on-write map behind an atomic pointer, and each entry holds
@@ -23,6 +25,12 @@
 //	broker_token_cache_shared_waits_total             counter: Gets that waited on a fetch started elsewhere
 //	broker_token_stale_served_total                   counter: tokens served while their refresh failed
 //	broker_token_cache_entries                        gauge: keys held
+//	broker_token_invalidations_total{result}          counter; result is dropped, rationed or not_held
+//	broker_token_fetches_in_flight                    gauge: fetches calling the Source
+//	broker_token_fetches_queued                       gauge: fetches waiting for a slot (per-identity cap)
+//	broker_token_fetches_abandoned_total              counter: queued fetches dropped when every caller gave up
+//	broker_token_new_scope_refusals_total             counter: Gets refused by the new-key budget
+//	broker_token_fetch_warnings_suppressed_total      counter: fetch failures not logged at Warn (one a minute per key)
 //
 // A token value never reaches a metric, a log line or an error.
 package cache

@@ -8,6 +8,18 @@ import (
 // ErrClosed is returned by Get once Close has been called.
 var ErrClosed = errors.New("cache: closed")
 
+// ErrNewKeyBudget is the cause of the *Error that Get returns, without an
+// upstream call, when the key is new (it has held no token since it entered
+// the cache) and its identity has spent its budget of new keys (see
+// Options.NewKeyBudget). The *Error's NextAttempt says when the budget
+// allows the next new key.
+var ErrNewKeyBudget = errors.New("too many new scopes for this identity")
+
+// errAbandoned answers a fetch that was dropped before it called the Source
+// because every caller waiting for it had given up. Nobody receives it but
+// Get callers that race with the abandonment.
+var errAbandoned = errors.New("cache: fetch abandoned: every caller gave up")
+
 // Error is returned by Cache.Get when no token can be served because the
 // last upstream attempt for the key failed. It wraps the Source's error, so
 // errors.As(err, new(*azure.Error)) still finds Entra's explanation, and it

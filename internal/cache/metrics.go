@@ -14,6 +14,14 @@ const (
 	resultPermanent = "permanent_error"
 )
 
+// Invalidate outcomes, the values of the result label of
+// broker_token_invalidations_total.
+const (
+	invalidateDropped  = "dropped"
+	invalidateRationed = "rationed"
+	invalidateNotHeld  = "not_held"
+)
+
 // metrics holds the cache's collectors. The counters bumped on the hit path
 // are striped, lock-free and exported through CounterFuncs, so a hit writes
 // to a cache line that other cores rarely touch and allocates nothing.
@@ -25,6 +33,13 @@ type metrics struct {
 	expiry        *prometheus.GaugeVec // scope
 	failures      *prometheus.GaugeVec // scope
 	entries       prometheus.Gauge
+	invalidations *prometheus.CounterVec // result
+
+	invDropped, invRationed, invNotHeld prometheus.Counter // curried from invalidations
+
+	inFlight, queued          prometheus.Gauge
+	abandoned, budgetRefusals prometheus.Counter
+	warningsSuppressed        prometheus.Counter
 
 	collectors []prometheus.Collector
 }
@@ -52,9 +67,37 @@ func newMetrics() *metrics {
 			Name: "broker_token_cache_entries",
 			Help: "Keys held in the token cache.",
 		}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_token_invalidations_total",
+			Help: "Invalidate calls (an upstream refused a token) by result: dropped (a forced refresh follows), rationed (the token is too young or the key was refreshed by force too recently), not_held (the cache already holds another token).",
+		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_token_fetches_in_flight",
+			Help: "Upstream token fetches calling Entra now (at most the per-identity cap for each identity).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_token_fetches_queued",
+			Help: "Upstream token fetches waiting for a slot under the per-identity cap.",
+		}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_token_fetches_abandoned_total",
+			Help: "Queued token fetches dropped before calling Entra because every caller waiting for them gave up.",
+		}),
+		budgetRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_token_new_scope_refusals_total",
+			Help: "Get calls refused without an Entra call because their identity spent its budget of new scopes.",
+		}),
+		warningsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_token_fetch_warnings_suppressed_total",
+			Help: "Token fetch failures not logged because the same key's failure was logged less than a minute before.",
+		}),
 	}
+	m.invDropped = m.invalidations.WithLabelValues(invalidateDropped)
+	m.invRationed = m.invalidations.WithLabelValues(invalidateRationed)
+	m.invNotHeld = m.invalidations.WithLabelValues(invalidateNotHeld)
 	m.collectors = []prometheus.Collector{
-		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries,
+		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries, m.invalidations,
+		m.inFlight, m.queued, m.abandoned, m.budgetRefusals, m.warningsSuppressed,
 		counterFunc("broker_token_cache_hits_total", "Get calls answered from memory.", &m.hits),
 		counterFunc("broker_token_cache_misses_total", "Get calls not answered from memory: they waited on a fetch or got a remembered error.", &m.misses),
 		counterFunc("broker_token_cache_shared_waits_total", "Get calls that waited on a fetch started by another caller or by a background refresh.", &m.sharedWaits),

@@ -21,6 +21,25 @@ const (
 	// DefaultFetchTimeout bounds one upstream fetch when
 	// Options.FetchTimeout is zero. It matches msal-go's HTTP timeout.
 	DefaultFetchTimeout = 30 * time.Second
+	// DefaultForcedRefreshInterval is Options.ForcedRefreshInterval's
+	// default. An upstream that answers 401 to every token (a missing role
+	// assignment, a wrong audience) would otherwise turn each request into
+	// an Entra request; 30 s is long enough to make that harmless and short
+	// enough that a token revoked for real is replaced within a minute.
+	DefaultForcedRefreshInterval = 30 * time.Second
+	// DefaultMaxConcurrentFetches is Options.MaxConcurrentFetches' default.
+	// A broker needs one fetch per scope it uses, spread over an hour; four
+	// at once start a handful of scopes together, while a hung Entra ties
+	// up four sockets and goroutines per identity, not one per caller.
+	DefaultMaxConcurrentFetches = 4
+	// DefaultNewKeyBurst and DefaultNewKeyEvery are the defaults of
+	// Options.NewKeyBudget. A workload asks for a few scopes, which all fit
+	// in the burst of 20 at start; after that, one new scope per 3 s (20 a
+	// minute) still lets a new scope through within seconds, while a flood
+	// of distinct scopes reaches Entra at that rate, far below the rates at
+	// which Entra throttles an application, instead of at the caller's.
+	DefaultNewKeyBurst = 20
+	DefaultNewKeyEvery = 3 * time.Second
 
 	// minBackoff is the wait after the first transient failure; it doubles
 	// with every consecutive failure up to maxBackoff.
@@ -33,6 +52,10 @@ const (
 	// that a token with a refresh_in of zero (or already past) cannot make
 	// the cache fetch in a loop.
 	minRefreshDelay = time.Second
+	// warnInterval is how often a failing key's fetch failure is logged at
+	// Warn; the failures in between are counted in
+	// broker_token_fetch_warnings_suppressed_total.
+	warnInterval = time.Minute
 )
 
 // errExpiredOnArrival is the failure recorded when the Source returns a

@@ -33,7 +33,8 @@ type Cache interface {
 	// Status reports what the cache holds for key, for /readyz.
 	Status(key cache.Key) cache.Status
 	// Invalidate drops accessToken for key if it is still the one held and
-	// a forced refresh is allowed now; it reports whether it dropped it.
+	// the cache's ration of forced refreshes allows it; it reports whether
+	// it dropped it.
 	Invalidate(key cache.Key, accessToken string) bool
 }
 

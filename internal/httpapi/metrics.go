@@ -27,16 +27,16 @@ const (
 	resultStale                      // a token was served while its refresh is failing
 	resultBadRequest                 // the request was malformed
 	resultForbidden                  // scope or caller not allowed
-	resultRateLimited                // the caller asked faster than its rule allows
 	resultUnauthorized               // identity header missing or wrong
 	resultNotFound                   // no such identity
 	resultEntraError                 // Entra refused (permanent)
 	resultUnavailable                // Entra unreachable or throttled (transient)
+	resultRateLimited                // refused by the broker's own limits (429): the caller's rate or the new-scope budget
 	resultInternal                   // a bug
 	numResults
 )
 
-var resultNames = [numResults]string{"success", "stale", "bad_request", "forbidden", "rate_limited", "unauthorized", "identity_not_found", "entra_error", "unavailable", "internal_error"}
+var resultNames = [numResults]string{"success", "stale", "bad_request", "forbidden", "unauthorized", "identity_not_found", "entra_error", "unavailable", "rate_limited", "internal_error"}
 
 // metrics are the HTTP layer's metrics. The token request counters are
 // created up front so that counting on the hot path needs no label lookup.

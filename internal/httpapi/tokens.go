@@ -32,8 +32,9 @@ type served struct {
 }
 
 // tokenError maps a cache failure to the answer: a permanent Entra refusal is
-// 502 with Entra's codes and the hint; anything transient is 503 with
-// Retry-After from the cache's next attempt.
+// 502 with Entra's codes and the hint; the cache's budget of new scopes is
+// 429; anything transient is 503 with Retry-After from the cache's next
+// attempt.
 func tokenError(err error, nextAttempt, now time.Time) (*httperr.Error, result) {
 	var ce *cache.Error
 	if errors.As(err, &ce) && !ce.NextAttempt.IsZero() {
@@ -44,6 +45,17 @@ func tokenError(err error, nextAttempt, now time.Time) (*httperr.Error, result) 
 		if d := nextAttempt.Sub(now); d > retryAfter {
 			retryAfter = d
 		}
+	}
+	if errors.Is(err, cache.ErrNewKeyBudget) {
+		// No Err: a flood of these is the caller's doing and must not
+		// become a flood of warnings (the access log still has each).
+		return &httperr.Error{
+			Status:      http.StatusTooManyRequests,
+			Code:        "too_many_new_scopes",
+			Description: "The broker has asked Entra ID for too many scopes it had not served before, so it did not ask for this one now.",
+			Hint:        "The broker limits how fast new scopes reach Entra ID, per identity. Retry after the Retry-After delay; to refuse unexpected scopes at once, list the ones your apps need in BROKER_ALLOWED_SCOPES.",
+			RetryAfter:  retryAfter,
+		}, resultRateLimited
 	}
 	var ae *azure.Error
 	if errors.As(err, &ae) {
