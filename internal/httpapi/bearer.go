@@ -23,8 +23,9 @@ func NewBearer(c Cache, id Identity, now func() time.Time) *Bearer {
 }
 
 // Bearer returns a servable access token for scope (normalized), or an
-// *httperr.Error to answer with. Safe for concurrent use.
-func (b *Bearer) Bearer(ctx context.Context, scope string) (string, error) {
+// *httperr.Error to answer with. route, the proxy route asking, is not used
+// yet. Safe for concurrent use.
+func (b *Bearer) Bearer(ctx context.Context, route, scope string) (string, error) {
 	res, err := b.cache.Get(ctx, b.id.Key(scope))
 	if err != nil {
 		e, _ := tokenError(err, res.NextAttempt, b.now())
@@ -33,7 +34,10 @@ func (b *Bearer) Bearer(ctx context.Context, scope string) (string, error) {
 	return res.Token.AccessToken, nil
 }
 
-// Invalidate drops token from the cache if it is still the one held for scope.
-func (b *Bearer) Invalidate(scope, token string) {
+// Invalidate drops token from the cache if it is still the one held for
+// scope, and reports whether a retry may get a fresh token. It always does
+// until the cache rations forced refreshes and says so.
+func (b *Bearer) Invalidate(route, scope, token string) bool {
 	b.cache.Invalidate(b.id.Key(scope), token)
+	return true
 }

@@ -35,7 +35,7 @@ type entraTokens struct {
 	fetches  int
 }
 
-func (e *entraTokens) Bearer(ctx context.Context, scope string) (string, error) {
+func (e *entraTokens) Bearer(ctx context.Context, _, scope string) (string, error) {
 	e.mu.Lock() // held across the fetch: one fetch at a time
 	defer e.mu.Unlock()
 	if tok := e.cur[scope]; tok != "" {
@@ -68,12 +68,13 @@ func (e *entraTokens) Bearer(ctx context.Context, scope string) (string, error) 
 	return body.AccessToken, nil
 }
 
-func (e *entraTokens) Invalidate(scope, token string) {
+func (e *entraTokens) Invalidate(_, scope, token string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cur[scope] == token {
 		delete(e.cur, scope)
 	}
+	return true
 }
 
 func (e *entraTokens) fetched() int {

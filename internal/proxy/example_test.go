@@ -14,8 +14,8 @@ import (
 // staticTokens always has the same token; the broker passes its cache.
 type staticTokens string
 
-func (s staticTokens) Bearer(context.Context, string) (string, error) { return string(s), nil }
-func (staticTokens) Invalidate(string, string)                        {}
+func (s staticTokens) Bearer(context.Context, string, string) (string, error) { return string(s), nil }
+func (staticTokens) Invalidate(string, string, string) bool                   { return false }
 
 func ExampleNew() {
 	// A stand-in for https://api.loganalytics.azure.com.

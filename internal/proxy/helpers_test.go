@@ -23,14 +23,16 @@ type fakeTokens struct {
 	invalidate func(scope, token string)
 }
 
-func (f *fakeTokens) Bearer(ctx context.Context, scope string) (string, error) {
+func (f *fakeTokens) Bearer(ctx context.Context, _, scope string) (string, error) {
 	return f.bearer(ctx, scope)
 }
 
-func (f *fakeTokens) Invalidate(scope, token string) {
+// Invalidate always allows the retry.
+func (f *fakeTokens) Invalidate(_, scope, token string) bool {
 	if f.invalidate != nil {
 		f.invalidate(scope, token)
 	}
+	return true
 }
 
 // seqTokens hands out "<prefix>1", then "<prefix>2" after that one is
@@ -45,20 +47,21 @@ type seqTokens struct {
 
 func newSeqTokens(prefix string) *seqTokens { return &seqTokens{prefix: prefix, n: 1} }
 
-func (s *seqTokens) Bearer(_ context.Context, scope string) (string, error) {
+func (s *seqTokens) Bearer(_ context.Context, _, scope string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.scopes = append(s.scopes, scope)
 	return s.prefix + strconv.Itoa(s.n), nil
 }
 
-func (s *seqTokens) Invalidate(scope, token string) {
+func (s *seqTokens) Invalidate(_, scope, token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.drops = append(s.drops, scope+" "+token)
 	if token == s.prefix+strconv.Itoa(s.n) {
 		s.n++
 	}
+	return true
 }
 
 func (s *seqTokens) dropped() []string {

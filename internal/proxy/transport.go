@@ -60,9 +60,11 @@ func newTransport() *http.Transport {
 	}
 }
 
-// retryTransport sends a request and, when the upstream answers 401, drops
-// the token it carried and, for a replayable request, sends it once more
-// with a fresh token.
+// retryTransport sends a request and, when the upstream answers 401, asks
+// Tokens to drop the token it carried and, when Tokens did and the request
+// is replayable, sends it once more with a fresh token. Tokens rations the
+// drops, so an upstream that refuses every token cannot make the broker
+// fetch a new one per request; a refused drop passes the 401 on.
 type retryTransport struct {
 	base   http.RoundTripper
 	tokens Tokens
@@ -87,11 +89,14 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return res, nil
 	}
 	rt := st.route
-	t.tokens.Invalidate(rt.Scope, st.token)
+	if !t.tokens.Invalidate(rt.Name, rt.Scope, st.token) {
+		st.rationed = true
+		return res, nil // the response handler explains it
+	}
 	if !st.replayable {
 		return res, nil // the response handler explains it
 	}
-	tok, err := t.tokens.Bearer(req.Context(), rt.Scope)
+	tok, err := t.tokens.Bearer(req.Context(), rt.Name, rt.Scope)
 	if err == nil && tok == "" {
 		err = errEmptyToken
 	}
