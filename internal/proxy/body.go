@@ -90,9 +90,9 @@ type body struct {
 	h        *handler
 	st       *reqState
 	rc       *http.ResponseController
-	chunks   [][]byte                 // the buffered bytes, each chunk full but the last
-	n        int64                    // bytes buffered
-	reserved int64                    // bytes taken from the budget
+	chunks   [][]byte // the buffered bytes, each chunk full but the last
+	n        int64    // bytes buffered
+	reserved int64    // bytes taken from the budget
 	// finished is set when the handler returns; a transport still reading
 	// the body afterwards must not move the deadline of a connection that
 	// may already serve the next request.

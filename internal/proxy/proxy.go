@@ -129,20 +129,20 @@ func (rt *route) join(path, raw string) (string, string) {
 
 // handler is the proxy's http.Handler.
 type handler struct {
-	routes   map[string]*route
-	unknown  *routeMetrics
-	names    string // "appinsights, arm, loganalytics"
-	example  string
-	tokens   Tokens
-	maxBody  int64
-	budget   *budget
+	routes  map[string]*route
+	unknown *routeMetrics
+	names   string // "appinsights, arm, loganalytics"
+	example string
+	tokens  Tokens
+	maxBody int64
+	budget  *budget
 	// bodyTimeout is the read timeout of a request body.
 	bodyTimeout time.Duration
 	// The proxy's own answers about bodies, prepared by bodyErrors.
 	tooLarge, busy, bodyTimeoutErr *httperr.Error
 	log                            *zap.Logger
-	now      func() time.Time
-	rp       *httputil.ReverseProxy
+	now                            func() time.Time
+	rp                             *httputil.ReverseProxy
 }
 
 // New returns the proxy handler. It serves request paths
