@@ -148,9 +148,14 @@ func isDeadline(err error) bool {
 
 // fill buffers the client's body until EOF or until more than limit bytes
 // arrived, growing chunk by chunk as bytes arrive and taking each chunk from
-// the budget first. It reports whether the whole body was read.
-func (b *body) fill(r io.Reader, limit int64) (bool, error) {
+// the budget first; length is the declared Content-Length (-1 when unknown),
+// which only ever makes the first chunk smaller. It reports whether the
+// whole body was read.
+func (b *body) fill(r io.Reader, length, limit int64) (bool, error) {
 	size := int64(firstChunk)
+	if length > 0 && length < size {
+		size = length // a small body of known length: no larger chunk than needed
+	}
 	for {
 		var c []byte
 		if k := len(b.chunks); k > 0 && len(b.chunks[k-1]) < cap(b.chunks[k-1]) {
@@ -172,6 +177,12 @@ func (b *body) fill(r io.Reader, limit int64) (bool, error) {
 			return false, nil
 		}
 		if err == io.EOF {
+			return true, nil
+		}
+		if err == nil && b.n == length {
+			// The server ends a body at its Content-Length: no chunk is
+			// needed to see the EOF.
+			b.clear()
 			return true, nil
 		}
 		if err != nil {
@@ -232,7 +243,7 @@ func (h *handler) prepareBody(w http.ResponseWriter, st *reqState, r *http.Reque
 		return &streamBody{st: st, r: b.client(r.Body), c: r.Body, n: r.ContentLength}, r.ContentLength, nil, nil
 	}
 	limit := min(int64(maxReplayBytes), h.maxBody)
-	all, err := b.fill(r.Body, limit)
+	all, err := b.fill(r.Body, r.ContentLength, limit)
 	switch {
 	case errors.Is(err, errBusy):
 		return nil, 0, nil, h.busy
