@@ -262,11 +262,12 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	}()
 
 	px, err := proxy.New(proxy.Options{
-		Routes:       routes,
-		Tokens:       httpapi.NewBearer(c, ids[0], nil),
-		MaxBodyBytes: cfg.ProxyMaxBodyBytes,
-		Logger:       log,
-		Registerer:   reg,
+		Routes:          routes,
+		Tokens:          httpapi.NewBearer(c, ids[0], nil),
+		MaxBodyBytes:    cfg.ProxyMaxBodyBytes,
+		BodyReadTimeout: cfg.ProxyBodyTimeout,
+		Logger:          log,
+		Registerer:      reg,
 	})
 	if err != nil {
 		return nil, err
