@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,8 +39,36 @@ const DefaultBodyReadTimeout = 10 * time.Second
 // is held in a handful of pieces and at most one chunk is partly empty.
 const (
 	firstChunk = 4 << 10
-	maxChunk   = 64 << 10
+	maxChunk   = firstChunk << 4
 )
+
+// chunkPools recycle the chunks of bodies that were refused before being
+// forwarded (busy, timed out, too large, no token), so that a flood of
+// refused bodies reuses memory instead of piling up garbage between
+// collections. The chunks of a forwarded body go to the garbage collector: a
+// transport may still read them after the handler returns. Pool i holds
+// chunks of firstChunk<<i bytes.
+var chunkPools [5]sync.Pool
+
+// poolOf returns the pool for chunks of capacity size, or nil.
+func poolOf(size int) *sync.Pool {
+	for i := range chunkPools {
+		if size == firstChunk<<i {
+			return &chunkPools[i]
+		}
+	}
+	return nil
+}
+
+// newChunk returns an empty chunk of capacity size, recycled when possible.
+func newChunk(size int64) []byte {
+	if p := poolOf(int(size)); p != nil {
+		if c, ok := p.Get().(*[]byte); ok {
+			return (*c)[:0]
+		}
+	}
+	return make([]byte, 0, size)
+}
 
 // streamReserve is what a streamed body (larger than maxReplayBytes) takes
 // from the budget for as long as it is sent: the upstream connection's 32 KiB
@@ -93,6 +122,9 @@ type body struct {
 	chunks   [][]byte // the buffered bytes, each chunk full but the last
 	n        int64    // bytes buffered
 	reserved int64    // bytes taken from the budget
+	// forwarded is set, on the handler's goroutine, when the body is handed
+	// to the upstream transport; its chunks are then never recycled.
+	forwarded bool
 	// finished is set when the handler returns; a transport still reading
 	// the body afterwards must not move the deadline of a connection that
 	// may already serve the next request.
@@ -166,7 +198,7 @@ func (b *body) fill(r io.Reader, length, limit int64) (bool, error) {
 				return false, errBusy
 			}
 			b.reserved += size
-			c = make([]byte, 0, size)
+			c = newChunk(size)
 			size = min(2*size, maxChunk)
 		}
 		n, err := b.read(r, c[len(c):cap(c)])
@@ -206,13 +238,23 @@ func (b *body) reader() io.Reader {
 	return io.MultiReader(rs...)
 }
 
-// done gives the budget back. It runs when the handler returns; a transport
-// still finishing a write then reads chunks the garbage collector frees
-// afterwards, never reused ones. A deadline still set (the body was not read
+// done gives the budget back and recycles the chunks of a body that was not
+// forwarded. It runs when the handler returns; a transport still finishing
+// the write of a forwarded body then reads chunks the garbage collector
+// frees afterwards, never recycled ones. A deadline still set (the body was not read
 // to its end) stays: the server may read the rest of the body to reuse the
 // connection, and a stalled client must not hold it open meanwhile.
 func (b *body) done() {
 	b.finished.Store(true)
+	if !b.forwarded {
+		for _, c := range b.chunks {
+			if p := poolOf(cap(c)); p != nil {
+				c = c[:0]
+				p.Put(&c)
+			}
+		}
+		b.chunks = nil
+	}
 	if b.reserved > 0 {
 		b.h.budget.release(b.reserved)
 		b.reserved = 0

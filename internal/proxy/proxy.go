@@ -348,6 +348,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.token = tok
+	if st.body != nil {
+		st.body.forwarded = true
+	}
 	out := r.WithContext(st)
 	out.Body, out.ContentLength, out.GetBody = body, n, getBody
 	defer h.record(rt.m, st, start)
