@@ -36,7 +36,11 @@ func TestSlowBodiesStayWithinMemory(t *testing.T) {
 		bodySize  = 1 << 20
 		sent      = bodySize - 64<<10 // most of the body, then a stall
 		timeout   = 3 * time.Second
-		heapLimit = 48 << 20 // the container's 64 MiB, less room for the rest of the process
+		// growthLimit bounds what the attack may add to the heap: the broker
+		// idles at about 15 MB of RSS, so 15 MB + 32 MiB stays well under
+		// the container's 64 MiB. (Other tests of the package may leave
+		// live objects behind, so the growth is measured, not the total.)
+		growthLimit = 32 << 20
 	)
 	if limit := raiseFileLimit(t); limit < 2*conns+256 {
 		t.Skipf("RLIMIT_NOFILE is %d; the test needs %d", limit, 2*conns+256)
@@ -145,8 +149,8 @@ func TestSlowBodiesStayWithinMemory(t *testing.T) {
 	grew := int64(peak) - int64(baseline)
 	t.Logf("%d stalled bodies of %d bytes: answers %v; heap in use %d MiB at start, peak %d MiB (+%d MiB)",
 		conns, sent, counts, baseline>>20, peak>>20, grew>>20)
-	if peak > heapLimit {
-		t.Errorf("peak heap in use = %d MiB, want under %d MiB (the container limit is 64 MiB)", peak>>20, heapLimit>>20)
+	if grew > growthLimit {
+		t.Errorf("the attack grew the heap in use by %d MiB, want under %d MiB (the container limit is 64 MiB)", grew>>20, growthLimit>>20)
 	}
 	if counts["408 body_timeout"] == 0 {
 		t.Error("no connection held its body until the timeout, want the budget's worth of them answered 408")
