@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entrabroker/broker/internal/emulator"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -350,74 +351,88 @@ func TestBudgetReserve(t *testing.T) {
 	}
 }
 
-// rationedTokens hands out a fresh token only when a forced refresh is
-// allowed: at most one per scope per interval, as the cache rations them.
+// rationedTokens gets its tokens from the Entra emulator (through
+// entraTokens) and allows a forced refresh as the cache will: not when the
+// token is younger than the interval, and at most one per interval.
 type rationedTokens struct {
+	*entraTokens
 	interval time.Duration
 	now      func() time.Time
 	mu       sync.Mutex
-	cur      string
-	fetches  int // tokens "fetched from Entra"
-	last     time.Time
+	issued   map[string]time.Time // token → when Bearer first handed it out
+	forced   time.Time            // the last forced refresh
+	refused  int
 }
 
-func (r *rationedTokens) Bearer(context.Context, string, string) (string, error) {
+func (r *rationedTokens) Bearer(ctx context.Context, route, scope string) (string, error) {
+	tok, err := r.entraTokens.Bearer(ctx, route, scope)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur == "" {
-		r.fetches++
-		r.cur = "tok-" + strconv.Itoa(r.fetches)
-		r.last = r.now()
+	if _, ok := r.issued[tok]; !ok && err == nil {
+		r.issued[tok] = r.now()
 	}
-	return r.cur, nil
+	return tok, err
 }
 
-func (r *rationedTokens) Invalidate(_, _, token string) bool {
+func (r *rationedTokens) Invalidate(route, scope, token string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if token != r.cur {
-		return r.cur != "" // a newer token is already held
-	}
-	if r.now().Sub(r.last) < r.interval {
+	now := r.now()
+	if now.Sub(r.issued[token]) < r.interval || !r.forced.IsZero() && now.Sub(r.forced) < r.interval {
+		r.refused++
 		return false
 	}
-	r.cur = ""
-	return true
+	r.forced = now
+	return r.entraTokens.Invalidate(route, scope, token)
 }
 
 func TestForcedRefreshRationed(t *testing.T) {
 	t.Parallel()
+	clock := &settableClock{t: time.Now().Truncate(time.Second)}
+	az := emulator.NewAzure(emulator.Options{Now: clock.Now})
+	if err := az.AddDemo(); err != nil {
+		t.Fatal(err)
+	}
+	cloud := httptest.NewServer(az)
+	t.Cleanup(cloud.Close)
+	tokens := &rationedTokens{
+		entraTokens: &entraTokens{tokenURL: cloud.URL + "/" + emulator.DemoTenantID + "/oauth2/v2.0/token", cur: map[string]string{}},
+		interval:    30 * time.Second,
+		now:         clock.Now,
+		issued:      map[string]time.Time{},
+	}
+	// An upstream that refuses every token.
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = io.WriteString(w, `{"error":{"code":"InvalidAuthenticationTokenAudience"}}`)
 	})
-	clock := &settableClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	tokens := &rationedTokens{interval: 30 * time.Second, now: clock.Now}
 	p := newTestProxy(t, up.url(t), Options{Tokens: tokens})
-	// The first token is 31 s old: the first 401 may force one refresh.
-	if _, err := tokens.Bearer(context.Background(), "", laScope); err != nil {
+	// The broker has held its token for a minute: the first 401 may force
+	// one refresh.
+	if _, err := tokens.Bearer(context.Background(), "loganalytics", laScope); err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(31 * time.Second)
+	clock.Advance(time.Minute)
+	before := az.Entra.TotalRequests()
 	rationed := 0
-	for range 30 {
-		res, _ := p.get(t, "/proxy/loganalytics/v1/workspaces/ws/query?query=x")
+	for i := range 30 {
+		req, _ := http.NewRequest(http.MethodPost, p.URL+"/proxy/loganalytics/v1/workspaces/ws/query", strings.NewReader(`{"query":"Heartbeat"}`))
+		req.Header.Set("Content-Type", "application/json")
+		res, _ := p.do(t, req)
 		if res.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("status = %d, want the upstream's 401", res.StatusCode)
+			t.Fatalf("request %d: status = %d, want the upstream's 401", i, res.StatusCode)
 		}
 		if res.Header.Get(HintHeader) == hintRationed {
 			rationed++
 		}
 	}
-	tokens.mu.Lock()
-	forced := tokens.fetches - 1
-	tokens.mu.Unlock()
-	if forced > 1 {
-		t.Errorf("30 requests to an upstream that always answers 401 forced %d refreshes, want at most 1", forced)
+	forced := az.Entra.TotalRequests() - before
+	if forced != 1 {
+		t.Errorf("30 requests to an upstream that always answers 401 made %d Entra requests, want 1 (one forced refresh, then none within 30 s)", forced)
 	}
-	if rationed < 29 {
-		t.Errorf("%d of 30 answers carry the rationed hint, want at least 29", rationed)
+	if rationed != 30-forced {
+		t.Errorf("%d of 30 answers carry the rationed hint, want %d", rationed, 30-forced)
 	}
 	// Upstream requests: 30, plus the one retry the forced refresh allowed.
 	if n := len(up.requests()); n != 30+forced {
