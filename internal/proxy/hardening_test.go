@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -441,4 +442,29 @@ func TestForcedRefreshRationed(t *testing.T) {
 	if got := metricValue(t, p, "broker_proxy_token_retries_total", "route", "loganalytics"); got != float64(forced) {
 		t.Errorf("broker_proxy_token_retries_total = %v, want %d", got, forced)
 	}
+}
+
+// FuzzSafelisted checks that every Content-Type Go parses as one of the
+// CORS-safelisted types is refused, whatever its case, spacing or
+// parameters.
+func FuzzSafelisted(f *testing.F) {
+	for _, s := range []string{
+		"text/plain", "TEXT/PLAIN;charset=utf-8", " multipart/form-data ; boundary=x",
+		"application/x-www-form-urlencoded", "application/json", "text/plain, application/json", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ct string) {
+		got := safelisted(ct)
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return
+		}
+		switch mt {
+		case "application/x-www-form-urlencoded", "multipart/form-data", "text/plain":
+			if !got {
+				t.Errorf("safelisted(%q) = false, but it parses as %q", ct, mt)
+			}
+		}
+	})
 }
