@@ -32,10 +32,10 @@ type slowBodyAnswer struct {
 
 func TestSlowBodiesStayWithinMemory(t *testing.T) {
 	const (
-		conns     = 300
-		bodySize  = 1 << 20
-		sent      = bodySize - 64<<10 // most of the body, then a stall
-		timeout   = 3 * time.Second
+		conns    = 300
+		bodySize = 1 << 20
+		sent     = bodySize - 64<<10 // most of the body, then a stall
+		timeout  = 3 * time.Second
 		// growthLimit bounds what the attack may add to the heap: the broker
 		// idles at about 15 MB of RSS, so 15 MB + 32 MiB stays well under
 		// the container's 64 MiB. (Other tests of the package may leave
