@@ -160,7 +160,7 @@ func (b *body) read(r io.Reader, p []byte) (int, error) {
 	n, err := r.Read(p)
 	switch {
 	case err == nil:
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		b.clear()
 	case isDeadline(err):
 		b.st.bodyTimeout.Store(true)
@@ -208,7 +208,7 @@ func (b *body) fill(r io.Reader, length, limit int64) (bool, error) {
 		if b.n > limit {
 			return false, nil
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return true, nil
 		}
 		if err == nil && b.n == length {
