@@ -241,9 +241,9 @@ func (b *body) reader() io.Reader {
 // done gives the budget back and recycles the chunks of a body that was not
 // forwarded. It runs when the handler returns; a transport still finishing
 // the write of a forwarded body then reads chunks the garbage collector
-// frees afterwards, never recycled ones. A deadline still set (the body was not read
-// to its end) stays: the server may read the rest of the body to reuse the
-// connection, and a stalled client must not hold it open meanwhile.
+// frees afterwards, never recycled ones. A deadline still set (the body was
+// not read to its end) stays: the server may read the rest of the body to
+// reuse the connection, and a stalled client must not hold it open meanwhile.
 func (b *body) done() {
 	b.finished.Store(true)
 	if !b.forwarded {
