@@ -305,11 +305,12 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		IdentityHeader: cfg.IdentityHeader,
 		Proxy: func(tokens httpapi.ProxyTokens) (http.Handler, error) {
 			return proxy.New(proxy.Options{
-				Routes:       routes,
-				Tokens:       tokens,
-				MaxBodyBytes: cfg.ProxyMaxBodyBytes,
-				Logger:       log,
-				Registerer:   reg,
+				Routes:          routes,
+				Tokens:          tokens,
+				MaxBodyBytes:    cfg.ProxyMaxBodyBytes,
+				BodyReadTimeout: cfg.ProxyBodyTimeout,
+				Logger:          log,
+				Registerer:      reg,
 			})
 		},
 		ListenHost:    listenHost,

@@ -102,6 +102,9 @@ type Config struct {
 	CacheSize int
 	// ProxyMaxBodyBytes caps proxied request bodies (BROKER_PROXY_MAX_BODY_BYTES).
 	ProxyMaxBodyBytes int64
+	// ProxyBodyTimeout is how long a proxied request body may go without a
+	// byte arriving before it is answered 408 (BROKER_PROXY_BODY_TIMEOUT).
+	ProxyBodyTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (BROKER_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 }
@@ -116,6 +119,7 @@ func Default() Config {
 		LogFormat:         "json",
 		CacheSize:         1024,
 		ProxyMaxBodyBytes: 16 << 20,
+		ProxyBodyTimeout:  10 * time.Second,
 		ShutdownTimeout:   15 * time.Second,
 	}
 }
@@ -221,6 +225,16 @@ var settings = func() []setting {
 					return fmt.Errorf("BROKER_PROXY_MAX_BODY_BYTES=%q is not a whole number: set a size in bytes such as 16777216", v)
 				}
 				c.ProxyMaxBodyBytes = n
+				return nil
+			}},
+		{env: "BROKER_PROXY_BODY_TIMEOUT", flag: "proxy-body-timeout", usage: "how long a proxied request body may stall before it is refused (408)",
+			get: func(c *Config) string { return c.ProxyBodyTimeout.String() },
+			set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("BROKER_PROXY_BODY_TIMEOUT=%q is not a duration: write it like 10s", v)
+				}
+				c.ProxyBodyTimeout = d
 				return nil
 			}},
 		{env: "BROKER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", usage: "how long a graceful shutdown waits for requests in flight",
@@ -397,6 +411,9 @@ func (c Config) Validate(mode Mode) error {
 	}
 	if c.ProxyMaxBodyBytes < 1 {
 		add("BROKER_PROXY_MAX_BODY_BYTES %d is too small: use a positive size in bytes (default 16777216)", c.ProxyMaxBodyBytes)
+	}
+	if c.ProxyBodyTimeout <= 0 {
+		add("BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)

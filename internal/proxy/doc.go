@@ -5,8 +5,15 @@
 // "Authorization: Bearer <token for the route's scope>" set in their place.
 //
 // The proxy never contacts a host that is not a route's upstream, never lets a
-// request path leave its route, caps request bodies, streams responses
-// (gzip untouched), retries once with a fresh token when an upstream answers
-// 401, and answers every failure of its own as httperr JSON. Tokens come from
-// a Tokens implementation (the broker's cache); this package holds none.
+// request path leave its route, streams responses (gzip untouched), retries
+// once with a fresh token when an upstream answers 401 and Tokens allows a
+// forced refresh, and answers every failure of its own as httperr JSON.
+// Tokens come from a Tokens implementation (the broker's cache); this package
+// holds none.
+//
+// It defends itself against web pages (see browser.go: OPTIONS answered
+// locally, bodies a page can send without a preflight refused, cross-origin
+// and cookie headers stripped from upstream answers) and against slow or
+// large bodies (see body.go: a cap, a read timeout without progress, and a
+// process-wide budget of buffered bytes).
 package proxy

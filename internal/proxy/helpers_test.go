@@ -27,6 +27,7 @@ func (f *fakeTokens) Bearer(ctx context.Context, _, scope string) (string, error
 	return f.bearer(ctx, scope)
 }
 
+// Invalidate always allows the retry.
 func (f *fakeTokens) Invalidate(_, scope, token string) bool {
 	if f.invalidate != nil {
 		f.invalidate(scope, token)

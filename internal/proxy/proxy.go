@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -37,14 +38,17 @@ const PathPrefix = "/proxy/"
 // Tokens is where the proxy gets the bearer tokens it sends upstream. Its
 // methods are called concurrently.
 type Tokens interface {
-	// Bearer returns a servable access token for scope on the named route,
-	// or an error that is (or wraps) an *httperr.Error to answer with (e.g.
-	// 503 with RetryAfter when no valid token can be had, 403 when the
-	// route's scope is not allowed).
+	// Bearer returns a servable access token for scope, used by the proxy
+	// route named route (for the caller policy), or an error that is (or
+	// wraps) an *httperr.Error to answer with (e.g. 503 with RetryAfter when
+	// no valid token can be had, 403 when the scope is not allowed).
 	Bearer(ctx context.Context, route, scope string) (string, error)
-	// Invalidate drops token from the cache if it is still the one held for
-	// scope and a forced refresh is allowed now, so the next Bearer fetches
-	// a fresh one (single-flight); it reports whether it did.
+	// Invalidate asks to drop token, which an upstream of route refused with
+	// 401, if it is still the one held for scope, so that the next Bearer
+	// fetches a fresh one (single-flight). It reports whether the token was
+	// dropped and a retry may get a fresh one; false means the forced
+	// refresh was refused (e.g. the scope's token was refreshed recently),
+	// and the proxy then does not retry.
 	Invalidate(route, scope, token string) bool
 }
 
@@ -62,6 +66,18 @@ type Options struct {
 	Transport http.RoundTripper
 	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyBudgetBytes bounds the request-body bytes the handler buffers at
+	// once, over all requests (bodies up to 1 MiB are buffered so that they
+	// can be sent again; a larger, streamed body counts 64 KiB). A request
+	// that cannot reserve its bytes is answered 503 "busy" with Retry-After.
+	// 0 means DefaultBodyBudgetBytes. The process should run one handler.
+	BodyBudgetBytes int64
+	// BodyReadTimeout is how long a request body may go without a single
+	// byte arriving before the request is answered 408 "body_timeout" and its
+	// connection closed; 0 means DefaultBodyReadTimeout. It needs the
+	// server's own ResponseWriter (or one that unwraps to it), as
+	// http.ResponseController does.
+	BodyReadTimeout time.Duration
 	// Logger receives errors (route and status, never a token, query value
 	// or body); nil means no logging.
 	Logger *zap.Logger
@@ -113,16 +129,20 @@ func (rt *route) join(path, raw string) (string, string) {
 
 // handler is the proxy's http.Handler.
 type handler struct {
-	routes   map[string]*route
-	unknown  *routeMetrics
-	names    string // "appinsights, arm, loganalytics"
-	example  string
-	tokens   Tokens
-	maxBody  int64
-	tooLarge *httperr.Error
-	log      *zap.Logger
-	now      func() time.Time
-	rp       *httputil.ReverseProxy
+	routes  map[string]*route
+	unknown *routeMetrics
+	names   string // "appinsights, arm, loganalytics"
+	example string
+	tokens  Tokens
+	maxBody int64
+	budget  *budget
+	// bodyTimeout is the read timeout of a request body.
+	bodyTimeout time.Duration
+	// The proxy's own answers about bodies, prepared by bodyErrors.
+	tooLarge, busy, bodyTimeoutErr *httperr.Error
+	log                            *zap.Logger
+	now                            func() time.Time
+	rp                             *httputil.ReverseProxy
 }
 
 // New returns the proxy handler. It serves request paths
@@ -158,6 +178,23 @@ func New(opts Options) (http.Handler, error) {
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
 	}
+	h.budget = &budget{limit: opts.BodyBudgetBytes}
+	if h.budget.limit <= 0 {
+		h.budget.limit = DefaultBodyBudgetBytes
+	}
+	h.bodyTimeout = opts.BodyReadTimeout
+	if h.bodyTimeout <= 0 {
+		h.bodyTimeout = DefaultBodyReadTimeout
+	}
+	if opts.Registerer != nil {
+		buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "broker_proxy_body_buffered_bytes",
+			Help: "Request-body bytes the proxy holds now, against its budget (a streamed body counts 64 KiB).",
+		}, func() float64 { return float64(h.budget.used.Load()) })
+		if err := opts.Registerer.Register(buffered); err != nil {
+			return nil, fmt.Errorf("register proxy metrics: %w", err)
+		}
+	}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -191,12 +228,7 @@ func New(opts Options) (http.Handler, error) {
 		h.example += ", e.g. /proxy/loganalytics/v1/workspaces/<workspace id>/query"
 	}
 	h.example += "."
-	h.tooLarge = &httperr.Error{
-		Status:      http.StatusRequestEntityTooLarge,
-		Code:        "request_too_large",
-		Description: "The request body is larger than the broker's limit of " + formatBytes(h.maxBody) + ".",
-		Hint:        "Send a smaller body (Log Analytics query bodies are a few kilobytes), or raise the broker's proxy body limit.",
-	}
+	h.bodyErrors()
 
 	transport := opts.Transport
 	if transport == nil {
@@ -233,11 +265,15 @@ type reqState struct {
 	route      *route
 	path, raw  string // target path, decoded and encoded
 	token      string // the token sent first
-	body       []byte // the kept body of a replayable request
+	body       *body  // the request body as held, nil when there is none
 	replayable bool
 	retried    bool        // set by the transport, on the handler's goroutine
+	rationed   bool        // the refresh after a 401 was refused; set like retried
 	tooLarge   atomic.Bool // set by the transport's body writer
-	code       int         // status answered, for the metrics
+	// bodyTimeout is set when the client's body stalled past the read
+	// timeout, by whichever goroutine read it.
+	bodyTimeout atomic.Bool
+	code        int // status answered, for the metrics
 }
 
 // Value returns the state itself for stateKey, else the parent's value.
@@ -262,14 +298,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, rest := splitRoute(r.URL.EscapedPath())
 	rt := h.routes[name]
 	if rt == nil {
-		h.answer(w, h.unknown, start, h.notFound(name))
+		h.answer(w, r, h.unknown, start, h.notFound(name))
 		return
 	}
 	path, raw, err := cleanPath(rest)
 	if err != nil {
 		var pe pathError
 		errors.As(err, &pe)
-		h.answer(w, rt.m, start, &httperr.Error{
+		h.answer(w, r, rt.m, start, &httperr.Error{
 			Status:      http.StatusBadRequest,
 			Code:        "bad_path",
 			Description: "The request path was refused: " + string(pe) + ".",
@@ -277,8 +313,30 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	// Checks that need neither the body nor a token come first, so that a
+	// refused request reaches neither the upstream nor Entra.
+	if e := h.checkMethod(w, r); e != nil {
+		h.answer(w, r, rt.m, start, e)
+		return
+	}
+	if r.Method == http.MethodOptions {
+		h.options(w)
+		rt.m.count(http.StatusNoContent)
+		rt.m.duration.Observe(h.now().Sub(start).Seconds())
+		return
+	}
 	if r.ContentLength > h.maxBody {
-		h.answer(w, rt.m, start, h.tooLarge)
+		h.answer(w, r, rt.m, start, h.tooLarge)
+		return
+	}
+	st := &reqState{Context: r.Context(), route: rt}
+	st.path, st.raw = rt.join(path, raw)
+	body, n, getBody, e := h.prepareBody(w, st, r)
+	if st.body != nil {
+		defer st.body.done()
+	}
+	if e != nil {
+		h.answer(w, r, rt.m, start, e)
 		return
 	}
 	tok, err := h.tokens.Bearer(r.Context(), rt.Name, rt.Scope)
@@ -286,23 +344,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = errEmptyToken
 	}
 	if err != nil {
-		h.answer(w, rt.m, start, h.tokenError(rt, err))
+		h.answer(w, r, rt.m, start, h.tokenError(rt, err))
 		return
 	}
-	st := &reqState{Context: r.Context(), route: rt, token: tok}
-	st.path, st.raw = rt.join(path, raw)
-	body, n, getBody, err := prepareBody(st, r, h.maxBody)
-	if err != nil {
-		e := h.tooLarge
-		if !errors.Is(err, errBodyTooLarge) {
-			e = &httperr.Error{Status: http.StatusBadRequest, Code: "bad_request", Description: "The request body could not be read.", Err: err}
-		}
-		h.answer(w, rt.m, start, e)
-		return
+	st.token = tok
+	if st.body != nil {
+		st.body.forwarded = true
 	}
 	out := r.WithContext(st)
 	out.Body, out.ContentLength, out.GetBody = body, n, getBody
 	defer h.record(rt.m, st, start)
+	// The answer's X-Content-Type-Options and Cross-Origin-Resource-Policy
+	// come from modifyResponse (ReverseProxy adds the upstream's headers to
+	// those already set, and clears them after a 1xx answer).
+	hdr := w.Header()
+	delete(hdr, "X-Content-Type-Options")
+	delete(hdr, "Cross-Origin-Resource-Policy")
 	h.rp.ServeHTTP(w, out)
 }
 
@@ -350,9 +407,11 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	hdr["Authorization"] = rt.authorization(st.token)
 }
 
-// modifyResponse records the status and explains upstream errors the caller
-// would otherwise be stuck on.
+// modifyResponse removes what lets a web page use the answer, records the
+// status and explains upstream errors the caller would otherwise be stuck on.
 func (h *handler) modifyResponse(res *http.Response) error {
+	stripUpstreamHeaders(res.Header)
+	secureHeaders(res.Header)
 	st := stateOf(res.Request.Context())
 	if st == nil {
 		return nil
@@ -360,12 +419,18 @@ func (h *handler) modifyResponse(res *http.Response) error {
 	st.code = res.StatusCode
 	switch res.StatusCode {
 	case http.StatusUnauthorized:
-		hint := st.route.hint401
-		if !st.retried {
+		var hint string
+		switch {
+		case st.rationed:
+			hint = hintRationed
+		case st.retried:
+			hint = st.route.hint401
+		default:
 			hint = "The upstream refused the token. The request body was too large to send again, so the broker did not retry; it dropped the token, and sending the request again uses a fresh one."
 		}
 		res.Header.Set(HintHeader, hint)
-		h.log.Warn("upstream refused the token", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode), zap.Bool("retried", st.retried))
+		h.log.Warn("upstream refused the token", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode),
+			zap.Bool("retried", st.retried), zap.Bool("refresh_refused", st.rationed))
 	case http.StatusForbidden:
 		if insufficientAccess(res) {
 			res.Header.Set(HintHeader, hintInsufficientAccess)
@@ -428,6 +493,9 @@ func (h *handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	var e *httperr.Error
 	var tf *tokenFailure
 	switch {
+	case st.bodyTimeout.Load():
+		e = h.bodyTimeoutErr
+		w.Header().Set("Connection", "close")
 	case st.tooLarge.Load():
 		e = h.tooLarge
 	case errors.As(err, &tf):
@@ -455,6 +523,7 @@ func (h *handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		}
 	}
 	st.code = e.Status
+	secureHeaders(w.Header())
 	if tf == nil { // tokenError logged it already
 		h.log.Warn("proxy request failed", zap.String("route", rt.Name), zap.Int("status", e.Status), zap.String("code", e.Code), zap.Error(e.Err))
 	}
@@ -512,8 +581,15 @@ func (h *handler) notFound(name string) *httperr.Error {
 	return &httperr.Error{Status: http.StatusNotFound, Code: "unknown_route", Description: desc, Hint: h.example}
 }
 
-// answer writes one of the proxy's own errors and records it.
-func (h *handler) answer(w http.ResponseWriter, m *routeMetrics, start time.Time, e *httperr.Error) {
+// answer writes one of the proxy's own errors and records it. A request
+// with a body gets "Connection: close": the body may be unread, and the
+// server would otherwise read what is left of it, however slowly it comes.
+func (h *handler) answer(w http.ResponseWriter, r *http.Request, m *routeMetrics, start time.Time, e *httperr.Error) {
+	hdr := w.Header()
+	secureHeaders(hdr)
+	if r.ContentLength != 0 {
+		hdr.Set("Connection", "close")
+	}
 	httperr.Write(w, e)
 	m.count(e.Status)
 	m.duration.Observe(h.now().Sub(start).Seconds())

@@ -60,9 +60,11 @@ func newTransport() *http.Transport {
 	}
 }
 
-// retryTransport sends a request and, when the upstream answers 401, drops
-// the token it carried and, for a replayable request, sends it once more
-// with a fresh token.
+// retryTransport sends a request and, when the upstream answers 401, asks
+// Tokens to drop the token it carried and, when Tokens did and the request
+// is replayable, sends it once more with a fresh token. Tokens rations the
+// drops, so an upstream that refuses every token cannot make the broker
+// fetch a new one per request; a refused drop passes the 401 on.
 type retryTransport struct {
 	base   http.RoundTripper
 	tokens Tokens
@@ -88,7 +90,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rt := st.route
 	if !t.tokens.Invalidate(rt.Name, rt.Scope, st.token) {
-		return res, nil // the token was fresh or refreshed just now: no retry
+		st.rationed = true
+		return res, nil // the response handler explains it
 	}
 	if !st.replayable {
 		return res, nil // the response handler explains it
