@@ -57,7 +57,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if mode == config.Demo {
 		name = "demo"
 	}
-	cfg, err := loadConfig(name, args, getenv, stderr, mode, nil)
+	cfg, err := loadConfig(name, args, getenv, stdout, mode, nil)
 	if err != nil {
 		return err
 	}
