@@ -180,7 +180,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
-		return fmt.Errorf("emulator: %w", err)
+		return listenError("the emulator", "--listen", listenAddr, err)
 	}
 	srv := &http.Server{
 		Handler:           az,
