@@ -21,12 +21,12 @@ import (
 
 // runArgs runs the program with an empty environment and returns its
 // output, what it returned and the exit status main would give.
-func runArgs(t *testing.T, args ...string) (stdout, stderr string, err error, code int) {
+func runArgs(t *testing.T, args ...string) (stdout, stderr string, code int, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err = run(context.Background(), args, func(string) string { return "" }, &out, &errOut)
 	code = exitCode(err, &errOut)
-	return out.String(), errOut.String(), err, code
+	return out.String(), errOut.String(), code, err
 }
 
 // helpGolden compares got with testdata/help/name, or rewrites it with -update.
@@ -74,7 +74,7 @@ func TestHelp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(append([]string{"broker"}, tt.args...), " "), func(t *testing.T) {
 			t.Parallel()
-			stdout, stderr, err, code := runArgs(t, tt.args...)
+			stdout, stderr, code, err := runArgs(t, tt.args...)
 			if code != 0 || stderr != "" {
 				t.Errorf("exit status %d (%v), stderr %q; want 0 and nothing on stderr", code, err, stderr)
 			}
@@ -129,7 +129,7 @@ func TestDemoHelpShowsOnlyWhatDemoUses(t *testing.T) {
 		}
 	}
 	// Demo ignores them, so it refuses them as flags rather than pretend.
-	_, _, err, code := runArgs(t, "demo", "--tenant-id", "x")
+	_, _, code, err := runArgs(t, "demo", "--tenant-id", "x")
 	if code != 2 || !strings.Contains(fmt.Sprint(err), "demo -h") {
 		t.Errorf("broker demo --tenant-id x = %v (exit %d), want a usage error pointing at demo -h (exit 2)", err, code)
 	}
@@ -169,7 +169,7 @@ func TestHelpConfigListsEverySetting(t *testing.T) {
 func TestVersionForms(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
-		stdout, _, err, code := runArgs(t, args...)
+		stdout, _, code, err := runArgs(t, args...)
 		if code != 0 || !strings.HasPrefix(stdout, "broker ") || strings.Count(stdout, "\n") != 1 {
 			t.Errorf("broker %s = %q, %v (exit %d); want one line broker <version>, exit 0", strings.Join(args, " "), stdout, err, code)
 		}
@@ -195,7 +195,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()
-			stdout, stderr, err, code := runArgs(t, tt.args...)
+			stdout, stderr, code, err := runArgs(t, tt.args...)
 			if code != 2 || !errors.As(err, new(usageError)) {
 				t.Errorf("exit status %d (%v), want 2 for a usage error", code, err)
 			}
