@@ -162,7 +162,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		lifetime               time.Duration
 	)
 	c, _ := commandNamed("emulator")
-	if _, err := parseFlags(c, args, stdout, nil, func(fs *flag.FlagSet) {
+	if err := parseFlags(c, args, stdout, nil, func(fs *flag.FlagSet) {
 		fs.StringVar(&listenAddr, "listen", "127.0.0.1:8500", "`address` to listen on, host:port")
 		fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a self-signed certificate, and print its PEM to trust (the Azure SDKs require https for the authority)")
 		fs.DurationVar(&lifetime, "token-lifetime", 0, "`lifetime` of the access tokens issued (default: the config file's token_lifetime, else 3599s)")

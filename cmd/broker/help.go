@@ -97,7 +97,7 @@ func writeUsage(w io.Writer) {
 // may be nil) and, when cfg is not nil, the configuration flags of the
 // command's groups, bound to cfg. For -h it writes the command's help to
 // stdout and returns flag.ErrHelp; a mistake is a usageError.
-func parseFlags(c command, args []string, stdout io.Writer, cfg *config.Config, own func(*flag.FlagSet)) (*flag.FlagSet, error) {
+func parseFlags(c command, args []string, stdout io.Writer, cfg *config.Config, own func(*flag.FlagSet)) error {
 	fs := flag.NewFlagSet("broker "+c.name, flag.ContinueOnError)
 	// The flag package would print the error and every flag on a mistake;
 	// the error alone says more, with where to find the help.
@@ -124,14 +124,14 @@ func parseFlags(c command, args []string, stdout io.Writer, cfg *config.Config, 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			writeHelp(stdout, c, ownFS, groups)
-			return fs, err
+			return err
 		}
-		return fs, usageError{fmt.Sprintf("%s\nrun \"broker %s -h\" for its flags", err, c.name)}
+		return usageError{fmt.Sprintf("%s\nrun \"broker %s -h\" for its flags", err, c.name)}
 	}
 	if fs.NArg() > 0 {
-		return fs, usageError{fmt.Sprintf("unexpected argument %q\nrun \"broker %s -h\" for its flags", fs.Arg(0), c.name)}
+		return usageError{fmt.Sprintf("unexpected argument %q\nrun \"broker %s -h\" for its flags", fs.Arg(0), c.name)}
 	}
-	return fs, nil
+	return nil
 }
 
 // writeHelp writes a command's help: what it does, its own flags, then the
@@ -203,7 +203,7 @@ func writeConfigHelp(w io.Writer) {
 // place only.
 func runHelp(args []string, stdout io.Writer, runCommand func(args ...string) error) error {
 	switch {
-	case len(args) == 0:
+	case len(args) == 0, args[0] == "-h", args[0] == "-help", args[0] == "--help":
 		writeUsage(stdout)
 		return nil
 	case len(args) > 1:

@@ -61,6 +61,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"-h"}, "usage.txt"},
 		{[]string{"--help"}, "usage.txt"},
 		{[]string{"help"}, "usage.txt"},
+		{[]string{"help", "-h"}, "usage.txt"},
 		{[]string{"serve", "-h"}, "serve.txt"},
 		{[]string{"help", "serve"}, "serve.txt"},
 		{[]string{"demo", "-h"}, "demo.txt"},

@@ -69,7 +69,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stdout i
 	}
 	cfg := config.Default()
 	envErr := cfg.FromEnv(getenv)
-	if _, err := parseFlags(c, args, stdout, &cfg, own); err != nil {
+	if err := parseFlags(c, args, stdout, &cfg, own); err != nil {
 		return cfg, err
 	}
 	fileErr := cfg.LoadFile()
