@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/entrabroker/broker/internal/emulator/loganalytics"
+	"github.com/entrabroker/broker/internal/testenv"
 )
 
 // syncBuffer is a bytes.Buffer safe for a child process's output and the test.
@@ -159,10 +160,7 @@ func TestPrometheusScrapesBrokerDemo(t *testing.T) {
 		t.Skip("end-to-end test: builds the broker and runs Prometheus")
 	}
 	prometheus := requireTool(t, "prometheus")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go is not on PATH: %v", err)
-	}
+	goTool := testenv.LookPath(t, "go", "https://go.dev/dl")
 	dir := t.TempDir()
 
 	// Build the broker the way a user would.

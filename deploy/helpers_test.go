@@ -3,30 +3,20 @@ package deploy_test
 import (
 	"bufio"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entrabroker/broker/internal/testenv"
 )
 
-// requireToolsEnv names the environment variable that turns a missing external
-// tool (promtool, prometheus) from a skipped test into a failed one. CI sets it.
-const requireToolsEnv = "BROKER_REQUIRE_TOOLS"
-
-// requireTool returns the path of the named executable. When it is not on
-// PATH the test is skipped, or fails when BROKER_REQUIRE_TOOLS=1.
+// requireTool returns the path of the named executable (promtool,
+// prometheus). When it is not on PATH the test is skipped with a notice that
+// `make test` repeats at the end, or fails when BROKER_REQUIRE_TOOLS=1 (CI).
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv(requireToolsEnv) == "1" {
-		t.Fatalf("%s is not on PATH and %s=1: install it (Debian: apt-get install prometheus)", name, requireToolsEnv)
-	}
-	t.Skipf("%s is not on PATH (set %s=1 to make this a failure)", name, requireToolsEnv)
-	return ""
+	return testenv.LookPath(t, name, "Debian: apt-get install prometheus")
 }
 
 // repoRoot is the repository root, relative to this package's directory (the

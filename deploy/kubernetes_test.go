@@ -305,12 +305,28 @@ func loadVariant(t *testing.T, dir string) variant {
 			}
 		}
 	}
-	want := map[string]int{"Deployment": 1, "Secret": 1, "ServiceAccount": 1, "PodMonitor": 1}
+	// The kustomization never applies a Secret: it would overwrite the real
+	// one with placeholders. The example Secret stays beside it.
+	want := map[string]int{"Deployment": 1, "ServiceAccount": 1, "PodMonitor": 1}
 	if diff := cmp.Diff(want, kinds); diff != "" {
-		t.Fatalf("%s: objects by kind (-want +got):\n%s", dir, diff)
+		t.Fatalf("%s: objects by kind of the kustomization's resources (-want +got):\n%s", dir, diff)
+	}
+	docs, err := readManifests(filepath.Join(dir, exampleSecret))
+	if err != nil {
+		t.Fatalf("example Secret: %v", err)
+	}
+	if len(docs) != 1 || docs[0].Kind != "Secret" {
+		t.Fatalf("%s/%s: want one Secret", dir, exampleSecret)
+	}
+	if err := docs[0].decode(&v.Secret); err != nil {
+		t.Fatalf("%s/%s: %v", dir, exampleSecret, err)
 	}
 	return v
 }
+
+// exampleSecret is the file beside each kustomization that shows the Secret
+// to create; it is not one of the kustomization's resources.
+const exampleSecret = "secret.example.yaml"
 
 // variants are the kustomization directories under deploy/kubernetes.
 var variants = []string{
@@ -320,7 +336,10 @@ var variants = []string{
 
 // The contract the manifests must follow (design.md).
 const (
-	brokerImageRepo = "ghcr.io/entrabroker/broker"
+	// brokerImageRepo is a placeholder on a reserved domain: no broker
+	// image is published, so a user builds one and names it (kustomize
+	// edit set image), and a forgotten step fails plainly at the pull.
+	brokerImageRepo = "registry.example.com/broker"
 	apiPort         = 8400
 	opsPort         = 9400
 	msiPath         = "/msi/token"
@@ -360,17 +379,33 @@ func TestKustomizations(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, e := range entries {
-				if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") || e.Name() == "kustomization.yaml" {
+				if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") || e.Name() == "kustomization.yaml" || e.Name() == exampleSecret {
 					continue
 				}
 				if !slices.Contains(k.Resources, e.Name()) {
 					t.Errorf("%s is not listed in %s/kustomization.yaml", e.Name(), dir)
 				}
 			}
+			if slices.Contains(k.Resources, exampleSecret) {
+				t.Errorf("%s/kustomization.yaml applies %s: it would overwrite the real Secret with placeholders", dir, exampleSecret)
+			}
 			// The image override names the image the Deployment uses.
 			repo, tag := splitImage(v.broker(t).Image)
 			if len(k.Images) != 1 || k.Images[0].Name != repo || k.Images[0].NewTag != tag || k.Images[0].NewName != "" {
 				t.Errorf("kustomization images = %+v, want one entry {Name: %s NewTag: %s}", k.Images, repo, tag)
+			}
+			// No image is published: the kustomization says plainly how to
+			// build one and name it, and how to create the Secret.
+			text := readFile(t, filepath.Join(dir, "kustomization.yaml"))
+			for _, want := range []string{
+				"no broker image is published",
+				"docker build -t <registry>/broker:<tag> .",
+				"kustomize edit set image " + repo + "=<registry>/broker:<tag>",
+				"kubectl create secret generic " + v.Secret.Metadata.Name,
+			} {
+				if !strings.Contains(text, want) {
+					t.Errorf("%s/kustomization.yaml does not say %q", dir, want)
+				}
 			}
 		})
 	}

@@ -68,9 +68,9 @@ func (e checkFailed) Error() string {
 func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var workspace, scope string
 	var asJSON bool
-	cfg, err := loadConfig("check", args, getenv, stderr, config.Serve, func(fs *flag.FlagSet) {
-		fs.StringVar(&workspace, "workspace", "", "a Log Analytics workspace ID: run `print 1` in it with each identity's token")
-		fs.StringVar(&scope, "scope", "", "the scope of the tokens to fetch (default: the cloud's Log Analytics scope)")
+	cfg, err := loadConfig("check", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
+		fs.StringVar(&workspace, "workspace", "", "the `ID` of a Log Analytics workspace (a GUID): run the query \"print 1\" in it with each identity's token")
+		fs.StringVar(&scope, "scope", "", "the `scope` of the tokens to fetch (default: the cloud's Log Analytics scope)")
 		fs.BoolVar(&asJSON, "json", false, "print the checks as a JSON array of {check, ok, detail, hint}")
 	})
 	var ce configError

@@ -25,7 +25,7 @@ import (
 	"github.com/entrabroker/broker/internal/emulator/loganalytics"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/check")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/check and testdata/help")
 
 // checkNow is the emulator's and broker check's clock in the check tests, so
 // that the printed expiry times are stable.

@@ -64,9 +64,12 @@ func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoE
 	cfg.ClientSecretFile = ""
 	// The demo app has a secret only: drop any other credential from the
 	// environment, and the identities file (its apps are not in the demo).
+	// `broker demo -h` says so.
 	cfg.ClientCertificatePath, cfg.ClientCertificatePassword, cfg.SendCertificateChain = "", "", false
 	cfg.FederatedTokenFile, cfg.ClientSecretExpiresOn = "", time.Time{}
 	cfg.ConfigFile, cfg.Identities = "", nil
+	// The emulator stands in for the public cloud's endpoints and audiences.
+	cfg.Cloud = "AzurePublic"
 	cfg.AuthorityHost = d.url
 	cfg.LogAnalyticsEndpoint = d.url
 	if len(cfg.PrefetchScopes) == 0 {
@@ -153,32 +156,31 @@ func newEmulator(configFile string, lifetime time.Duration, log *zap.Logger) (*e
 // runEmulator runs the emulated Entra ID and Log Analytics alone, for any
 // client (an Azure SDK, curl, another broker) to point at.
 func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("broker emulator", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listenAddr := fs.String("listen", "127.0.0.1:8500", "address to listen on")
-	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate (the Azure SDKs require https for the authority); its PEM is printed")
-	lifetime := fs.Duration("token-lifetime", 0, "lifetime of the access tokens issued (default: the config file's token_lifetime, else 3599s)")
-	configFile := fs.String("config", "", "YAML registration file (tenants, apps, secrets, resources; demo: true adds the demo registration); without it the demo registration is served")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	var (
+		listenAddr, configFile string
+		useTLS                 bool
+		lifetime               time.Duration
+	)
+	c, _ := commandNamed("emulator")
+	if err := parseFlags(c, args, stdout, nil, func(fs *flag.FlagSet) {
+		fs.StringVar(&listenAddr, "listen", "127.0.0.1:8500", "`address` to listen on, host:port")
+		fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a self-signed certificate, and print its PEM to trust (the Azure SDKs require https for the authority)")
+		fs.DurationVar(&lifetime, "token-lifetime", 0, "`lifetime` of the access tokens issued (default: the config file's token_lifetime, else 3599s)")
+		fs.StringVar(&configFile, "config", "", "YAML registration `file`: tenants, apps, secrets, resources (demo: true adds the demo registration); without it, the demo registration")
+	}); err != nil {
+		return err
 	}
 	log, err := newLogger(config.Default(), stderr)
 	if err != nil {
 		return err
 	}
-	az, err := newEmulator(*configFile, *lifetime, log)
+	az, err := newEmulator(configFile, lifetime, log)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listenAddr)
+	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
-		return fmt.Errorf("emulator: %w", err)
+		return listenError("the emulator", "--listen", listenAddr, err)
 	}
 	srv := &http.Server{
 		Handler:           az,
@@ -187,7 +189,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ErrorLog:          zap.NewStdLog(log),
 	}
 	scheme := "http"
-	if *useTLS {
+	if useTLS {
 		host, _, _ := net.SplitHostPort(ln.Addr().String())
 		tc, certPEM, err := emulator.SelfSignedTLS(host, "localhost")
 		if err != nil {
@@ -205,7 +207,7 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if *useTLS {
+		if useTLS {
 			err = srv.ServeTLS(ln, "", "")
 		} else {
 			err = srv.Serve(ln)

@@ -61,9 +61,13 @@ func (r *running) stop(t *testing.T) error {
 	}
 }
 
-// start runs the real run() with env and args, and waits for its listeners.
+// start runs the real run() with env and args (none: serve), and waits for
+// its listeners.
 func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan [2]net.Addr, 1)
 	ctx = context.WithValue(ctx, listenHookKey{}, listenHook(func(api, ops net.Addr) { addrs <- [2]net.Addr{api, ops} }))

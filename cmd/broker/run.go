@@ -18,25 +18,20 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-const usage = `broker — a token broker for Microsoft Entra ID
-
-Usage:
-  broker [serve] [flags]      run the broker (configuration from the environment; flags win)
-  broker demo [flags]         run the built-in Entra ID and Log Analytics emulator and the broker: no Azure account needed
-  broker emulator [flags]     run the emulator alone, for any client to point at
-  broker token --scope S      print one token as JSON (or --resource R; --identity NAME)
-  broker check [--workspace ID] [--json]
-                              check the configuration, each identity's token and, with a workspace, a Log Analytics query
-  broker version              print the version
-
-Run "broker <command> -h" for the flags of a command.
-`
-
 // run is the whole program: main only calls it, so an end-to-end test can run
 // the real thing on port 0 with its own environment and output.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	switch {
+	case len(args) == 0:
+		writeUsage(stdout)
+		return nil
+	case args[0] == "-h", args[0] == "-help", args[0] == "--help":
+		writeUsage(stdout)
+		return nil
+	case args[0] == "-version", args[0] == "--version":
+		cmd, args = "version", args[1:]
+	case !strings.HasPrefix(args[0], "-"):
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -51,37 +46,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "check":
 		return runCheck(ctx, args, getenv, stdout, stderr)
 	case "version":
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("broker version takes no arguments, got %q", args[0])}
+		}
 		fmt.Fprintln(stdout, "broker", version.String())
 		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	case "help":
+		return runHelp(args, stdout, func(a ...string) error { return run(ctx, a, getenv, stdout, stderr) })
 	default:
-		fmt.Fprint(stderr, usage)
+		writeUsage(stderr)
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 }
 
-// loadConfig applies the defaults, the environment and the flags, in that
-// order, and validates the result for mode. extra registers the command's
-// own flags.
-func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer, mode config.Mode, extra func(*flag.FlagSet)) (config.Config, error) {
+// loadConfig applies the defaults, the environment and the flags (command
+// name's own, registered by own, and the configuration flags of its
+// groups), in that order, and validates the result for mode.
+func loadConfig(name string, args []string, getenv func(string) string, stdout io.Writer, mode config.Mode, own func(*flag.FlagSet)) (config.Config, error) {
+	c, ok := commandNamed(name)
+	if !ok {
+		return config.Config{}, fmt.Errorf("loadConfig: no command %q", name)
+	}
 	cfg := config.Default()
 	envErr := cfg.FromEnv(getenv)
-	fs := flag.NewFlagSet("broker "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.RegisterFlags(fs)
-	if extra != nil {
-		extra(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
-		}
-		return cfg, usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return cfg, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if err := parseFlags(c, args, stdout, &cfg, own); err != nil {
+		return cfg, err
 	}
 	fileErr := cfg.LoadFile()
 	var routesErr error

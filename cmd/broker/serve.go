@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +62,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if mode == config.Demo {
 		name = "demo"
 	}
-	cfg, err := loadConfig(name, args, getenv, stderr, mode, nil)
+	cfg, err := loadConfig(name, args, getenv, stdout, mode, nil)
 	if err != nil {
 		return err
 	}
@@ -94,12 +96,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	apiLn, err := listen(cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("open the API listener: %w", err)
+		return listenError("the API listener", "BROKER_LISTEN (--listen)", cfg.Listen, err)
 	}
 	defer apiLn.Close()
 	opsLn, err := listen(cfg.OpsListen)
 	if err != nil {
-		return fmt.Errorf("open the ops listener: %w", err)
+		return listenError("the ops listener", "BROKER_OPS_LISTEN (--ops-listen)", cfg.OpsListen, err)
 	}
 	defer opsLn.Close()
 
@@ -479,6 +481,23 @@ func listen(addr string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+// listenError explains a listener that did not open: what, where, why, and
+// which setting to change.
+func listenError(what, setting, addr string, err error) error {
+	var fix string
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		fix = "another process (another broker?) holds " + addr + ": stop it, or set " + setting + " to a free address"
+	case errors.Is(err, syscall.EACCES), errors.Is(err, fs.ErrPermission):
+		fix = "permission denied: ports below 1024 need privileges, and a unix socket a directory this user may write; set " + setting + " to a port above 1024 or another path"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		fix = "no network interface of this machine has that address: set " + setting + " to one of its addresses, such as 127.0.0.1"
+	default:
+		fix = "set " + setting + " to an address this machine can listen on"
+	}
+	return fmt.Errorf("open %s on %s: %w: %s", what, addr, err, fix)
 }
 
 // listenURL is how a person reaches ln.

@@ -24,10 +24,10 @@ const tokenTimeout = 30 * time.Second
 // hint on stderr and returns an error (exit status 1).
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var scope, resource, identity string
-	cfg, err := loadConfig("token", args, getenv, stderr, config.Serve, func(fs *flag.FlagSet) {
-		fs.StringVar(&identity, "identity", "", "the identity to use, by name or client ID (default: the first, the environment's when set)")
-		fs.StringVar(&scope, "scope", "", "scope to get a token for, e.g. https://api.loganalytics.io/.default")
-		fs.StringVar(&resource, "resource", "", "resource to get a token for, e.g. https://api.loganalytics.io")
+	cfg, err := loadConfig("token", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
+		fs.StringVar(&identity, "identity", "", "the identity to use, by `name` or client ID (default: the environment's, else the identities file's first)")
+		fs.StringVar(&scope, "scope", "", "the `scope` to get a token for, e.g. https://api.loganalytics.io/.default")
+		fs.StringVar(&resource, "resource", "", "the resource `URI` to get a token for, e.g. https://api.loganalytics.io")
 	})
 	if err != nil {
 		return err

@@ -155,7 +155,7 @@ var settings = func() []setting {
 		s("AZURE_TENANT_ID", "tenant-id", "Directory (tenant) ID of the app registration", false, func(c *Config) *string { return &c.TenantID }),
 		s("AZURE_CLIENT_ID", "client-id", "Application (client) ID of the app registration", false, func(c *Config) *string { return &c.ClientID }),
 		// The secret has no flag: a flag would show it in the process list.
-		{env: "AZURE_CLIENT_SECRET", secret: true, get: func(c *Config) string { return c.ClientSecret },
+		{env: "AZURE_CLIENT_SECRET", usage: "the client secret's Value (not its Secret ID)", secret: true, get: func(c *Config) string { return c.ClientSecret },
 			set: func(c *Config, v string) error { c.ClientSecret = strings.TrimRight(v, "\r\n"); return nil }},
 		s("AZURE_CLIENT_SECRET_FILE", "client-secret-file", "file holding the client secret's value (re-read when it changes)", false, func(c *Config) *string { return &c.ClientSecretFile }),
 		{env: "BROKER_CLIENT_SECRET_EXPIRES_ON", flag: "client-secret-expires-on", usage: "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
@@ -170,7 +170,7 @@ var settings = func() []setting {
 			}},
 		s("AZURE_CLIENT_CERTIFICATE_PATH", "client-certificate-path", "PEM or PKCS#12 file holding the client certificate and its private key (re-read when it changes)", false, func(c *Config) *string { return &c.ClientCertificatePath }),
 		// The password has no flag: a flag would show it in the process list.
-		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", secret: true, get: func(c *Config) string { return c.ClientCertificatePassword },
+		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", usage: "password of a PKCS#12 certificate file", secret: true, get: func(c *Config) string { return c.ClientCertificatePassword },
 			set: func(c *Config, v string) error { c.ClientCertificatePassword = v; return nil }},
 		{env: "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", flag: "client-send-certificate-chain", isBool: true, usage: "send the certificate chain (x5c) with each assertion, for subject name and issuer authentication",
 			get: func(c *Config) string { return strconv.FormatBool(c.SendCertificateChain) },
@@ -197,7 +197,7 @@ var settings = func() []setting {
 				c.AllowRemoteListen = b
 				return nil
 			}},
-		{env: "BROKER_IDENTITY_HEADER", secret: true, get: func(c *Config) string { return c.IdentityHeader },
+		{env: "BROKER_IDENTITY_HEADER", usage: "secret that callers of /msi/token must send as X-IDENTITY-HEADER, at least 16 characters (unset: /msi/token answers an error naming it)", secret: true, get: func(c *Config) string { return c.IdentityHeader },
 			set: func(c *Config, v string) error { c.IdentityHeader = strings.TrimSpace(v); return nil }},
 		s("BROKER_LOGANALYTICS_ENDPOINT", "loganalytics-endpoint", "upstream of /proxy/loganalytics/ (default: the cloud's Log Analytics endpoint)", false, func(c *Config) *string { return &c.LogAnalyticsEndpoint }),
 		l("BROKER_PREFETCH_SCOPES", "prefetch-scopes", "comma-separated scopes fetched at start and kept warm; /readyz waits for them", func(c *Config) *[]string { return &c.PrefetchScopes }),
@@ -275,15 +275,120 @@ func (c *Config) FromEnv(getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// RegisterFlags registers a flag for every non-secret setting on fs, with the
-// current value as its default, so that parsing fs after FromEnv lets flags
-// win. Secrets have no flags: a flag would show them in the process list.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+// Group is a set of settings: one heading of the help, and what a command
+// registers flags for. The groups are bits, so a command's groups are one
+// value such as IdentitySettings | LogSettings.
+type Group uint8
+
+const (
+	// IdentitySettings are the app registration, its credential and the
+	// cloud: what every command that fetches tokens needs.
+	IdentitySettings Group = 1 << iota
+	// UpstreamSettings are the Azure APIs the proxy and broker check call.
+	UpstreamSettings
+	// ServerSettings are the listeners, the served scopes and the limits.
+	// A setting not named in settingGroups is one of these.
+	ServerSettings
+	// LogSettings are the log level and format.
+	LogSettings
+
+	// AllSettings is every group.
+	AllSettings = IdentitySettings | UpstreamSettings | ServerSettings | LogSettings
+)
+
+// Groups lists the groups in the order of the help.
+var Groups = []Group{IdentitySettings, UpstreamSettings, ServerSettings, LogSettings}
+
+// String is the group's heading in the help.
+func (g Group) String() string {
+	switch g {
+	case IdentitySettings:
+		return "Identity (the app registration, its credential and the cloud)"
+	case UpstreamSettings:
+		return "Azure APIs"
+	case ServerSettings:
+		return "Serving (listeners, scopes and limits)"
+	case LogSettings:
+		return "Logging"
+	}
+	return fmt.Sprintf("Group(%d)", uint8(g))
+}
+
+// settingGroups places settings in groups other than ServerSettings, by
+// variable. It is a table of its own so that a new setting needs no entry
+// unless a command other than serve uses it.
+var settingGroups = map[string]Group{
+	"AZURE_TENANT_ID":                     IdentitySettings,
+	"AZURE_CLIENT_ID":                     IdentitySettings,
+	"AZURE_CLIENT_SECRET":                 IdentitySettings,
+	"AZURE_CLIENT_SECRET_FILE":            IdentitySettings,
+	"BROKER_CLIENT_SECRET_EXPIRES_ON":     IdentitySettings,
+	"AZURE_CLIENT_CERTIFICATE_PATH":       IdentitySettings,
+	"AZURE_CLIENT_CERTIFICATE_PASSWORD":   IdentitySettings,
+	"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN": IdentitySettings,
+	"AZURE_FEDERATED_TOKEN_FILE":          IdentitySettings,
+	"AZURE_AUTHORITY_HOST":                IdentitySettings,
+	"AZURE_CLOUD":                         IdentitySettings,
+	"BROKER_CONFIG":                       IdentitySettings,
+	"BROKER_LOGANALYTICS_ENDPOINT":        UpstreamSettings,
+	"BROKER_LOG_LEVEL":                    LogSettings,
+	"BROKER_LOG_FORMAT":                   LogSettings,
+}
+
+func groupOf(env string) Group {
+	if g, ok := settingGroups[env]; ok {
+		return g
+	}
+	return ServerSettings
+}
+
+// Setting describes one setting for the help: `broker help config` lists
+// them all, so the help is the table itself and cannot drift from it.
+type Setting struct {
+	// Env is the environment variable.
+	Env string
+	// Flag is the flag's name without dashes; empty for a secret, which has
+	// no flag because a flag would show it in the process list.
+	Flag string
+	// Default is the value before the environment and flags apply; empty
+	// when there is none.
+	Default string
+	// Usage says what the setting means.
+	Usage string
+	// Group is the setting's group.
+	Group Group
+}
+
+// Settings lists every setting in the order of the documentation.
+func Settings() []Setting {
+	d := Default()
+	out := make([]Setting, 0, len(settings))
 	for _, s := range settings {
-		if s.flag == "" {
+		out = append(out, Setting{Env: s.env, Flag: s.flag, Default: s.get(&d), Usage: s.usage, Group: groupOf(s.env)})
+	}
+	return out
+}
+
+// RegisterFlags registers a flag for every non-secret setting of groups on
+// fs (no groups: every setting), with the current value as its default, so
+// that parsing fs after FromEnv lets flags win. Secrets have no flags: a flag
+// would show them in the process list.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, groups ...Group) {
+	want := AllSettings
+	if len(groups) > 0 {
+		want = 0
+		for _, g := range groups {
+			want |= g
+		}
+	}
+	for _, s := range settings {
+		if s.flag == "" || groupOf(s.env)&want == 0 {
 			continue
 		}
-		usage := s.usage + " (env " + s.env + ", default " + strconv.Quote(s.get(c)) + ")"
+		usage := s.usage + " (env " + s.env + ")"
+		if v := s.get(c); v != "" {
+			usage = s.usage + " (env " + s.env + ", default " + strconv.Quote(v) + ")"
+		}
 		set := func(v string) error { return s.set(c, v) }
 		if s.isBool {
 			fs.BoolFunc(s.flag, usage, set)

@@ -261,3 +261,31 @@ func TestEnvNames(t *testing.T) {
 		}
 	}
 }
+
+func TestSettingsDescribeThemselves(t *testing.T) {
+	t.Parallel()
+	envs := map[string]bool{}
+	for _, s := range Settings() {
+		envs[s.Env] = true
+		if s.Usage == "" {
+			t.Errorf("%s has no usage: broker help config would not say what it means", s.Env)
+		}
+	}
+	for env := range settingGroups {
+		if !envs[env] {
+			t.Errorf("settingGroups names %s, which is not a setting", env)
+		}
+	}
+}
+
+func TestRegisterFlagsOfGroups(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c.RegisterFlags(fs, LogSettings, UpstreamSettings)
+	var got []string
+	fs.VisitAll(func(f *flag.Flag) { got = append(got, f.Name) })
+	if diff := cmp.Diff([]string{"log-format", "log-level", "loganalytics-endpoint"}, got); diff != "" {
+		t.Errorf("RegisterFlags(Log, Upstream) registered (-want +got):\n%s", diff)
+	}
+}
