@@ -177,6 +177,7 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 		detail, hint := splitFix(w)
 		c.warn("warning", detail, hint)
 	}
+	c.callers(cfg)
 	if workspace != "" && !guidRE.MatchString(workspace) {
 		c.fail("workspace", fmt.Sprintf("--workspace %q is not a workspace ID", workspace),
 			"Use the Workspace ID, a GUID on the workspace's Overview page in the Azure portal (not its name or resource ID).")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,26 @@ func TestCheck(t *testing.T) {
 			env["BROKER_LISTEN"] = "0.0.0.0:8400"
 			env["BROKER_ALLOW_REMOTE_LISTEN"] = "true"
 		}},
+		// A callers policy: the caller broker check would be, its rule,
+		// and what each rule grants.
+		{name: "callers", env: func(t *testing.T, env map[string]string, dir string) {
+			cfg := filepath.Join(dir, "broker.yaml")
+			if err := os.WriteFile(cfg, []byte(`callers:
+  - name: me
+    match: {uid: `+strconv.Itoa(os.Geteuid())+`}
+    identities: [default]
+    scopes: [https://api.loganalytics.io]
+    routes: [loganalytics]
+    rate: {per_second: 10, burst: 20}
+  - name: backup
+    match: {uid: `+strconv.Itoa(os.Geteuid()+1)+`, executable: /usr/local/bin/backup}
+    identities: ["*"]
+    scopes: ["*"]
+`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env["BROKER_CONFIG"] = cfg
+		}},
 		{name: "several-identities", args: []string{"--workspace", ws}, wantFail: 1, env: func(t *testing.T, env map[string]string, dir string) {
 			secret := filepath.Join(dir, "reports-secret")
 			cfg := filepath.Join(dir, "broker.yaml")
@@ -157,7 +178,11 @@ func TestCheck(t *testing.T) {
 						}
 					}
 				}
-				got := strings.NewReplacer(emu.URL, "EMULATOR", dir, "DIR").Replace(stdout.String())
+				self := selfCaller()
+				got := strings.NewReplacer(emu.URL, "EMULATOR", dir, "DIR",
+					fmt.Sprintf("uid %d (%s), gid %d (%s), pid %d, executable %s", self.UID, self.User, self.GID, self.Group, self.PID, self.Exe), "SELF",
+					fmt.Sprintf("uid: %d", self.UID+1), "uid: OTHER", fmt.Sprintf("uid %d", self.UID+1), "uid OTHER", fmt.Sprintf("uid %d", self.UID), "uid SELF",
+				).Replace(stdout.String())
 				golden(t, filepath.Join("testdata", "check", tt.name+ext), got)
 
 				// Nothing secret reached the output: not a token, not a secret.
