@@ -130,7 +130,7 @@ func TestPolicyRate(t *testing.T) {
 
 func TestNilPolicyGrantsEverything(t *testing.T) {
 	t.Parallel()
-	var p *Policy = NewPolicy(nil, nil)
+	p := NewPolicy(nil, nil)
 	if r, e := p.Check(nobody, Exit{Route: "proxy/arm", Identity: "x", Scope: la}); r != nil || e != nil {
 		t.Errorf("nil policy Check = %v, %v; want granted", r, e)
 	}
