@@ -131,4 +131,3 @@ func TestCapabilitiesKeepTokensApart(t *testing.T) {
 		t.Errorf("Source saw capabilities %v for the CP1 key, want cp1", v)
 	}
 }
-
