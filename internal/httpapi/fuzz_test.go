@@ -43,6 +43,10 @@ func (c fuzzCache) Get(_ context.Context, key cache.Key) (cache.Result, error) {
 }
 func (fuzzCache) Status(cache.Key) cache.Status     { return cache.Status{Servable: true} }
 func (fuzzCache) Invalidate(cache.Key, string) bool { return false }
+func (fuzzCache) Keys() []cache.Key                 { return nil }
+func (fuzzCache) Refresh(_ context.Context, keys ...cache.Key) []error {
+	return make([]error, len(keys))
+}
 
 // fuzzRouter returns the API router over fuzzCache, with the demo
 // identity's shape and a fixed clock.
