@@ -27,6 +27,8 @@ Usage:
   broker token --scope S      print one token as JSON (or --resource R; --identity NAME)
   broker check [--workspace ID] [--json]
                               check the configuration, each identity's token and, with a workspace, a Log Analytics query
+  broker refresh [--identity NAME] [--scope S]
+                              make the running broker fetch fresh tokens now (its ops listener: BROKER_OPS_LISTEN)
   broker version              print the version
 
 Run "broker <command> -h" for the flags of a command.
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runToken(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return runCheck(ctx, args, getenv, stdout, stderr)
+	case "refresh":
+		return runRefresh(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "broker", version.String())
 		return nil
