@@ -311,3 +311,34 @@ func TestDemoPrintsBothEnvironments(t *testing.T) {
 		}
 	}
 }
+
+// TestDialectsMatchOpenAPI checks the new answers against openapi.yaml.
+func TestDialectsMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+	spec := loadSpec(t)
+	_, emu := emulated(t)
+	r := start(t, serveEnv(emu.URL))
+	form := map[string]string{"Metadata": "true", "Content-Type": "application/x-www-form-urlencoded"}
+	for _, tt := range []struct {
+		method, base, target string
+		header               map[string]string
+		body                 string
+		want                 int
+	}{
+		{"GET", r.api, "/msi/token?api-version=2017-09-01&resource=" + laResource, map[string]string{"secret": identityHeader}, "", 200},
+		{"GET", r.api, "/msi/token?api-version=2019-08-01&xms_cc=cp1&resource=" + laResource, map[string]string{"X-IDENTITY-HEADER": identityHeader}, "", 200},
+		{"GET", r.api, "/msi/token?api-version=2019-08-01&resource=" + laResource, map[string]string{"secret": identityHeader}, "", 400},
+		{"GET", r.api, "/msi/token?api-version=2019-08-01&resource=" + laResource + "&token_sha256_to_refresh=" + strings.Repeat("0", 64), map[string]string{"X-IDENTITY-HEADER": identityHeader}, "", 200},
+		{"POST", r.api, "/msi/token", form, "resource=" + laResource, 200},
+		{"POST", r.api, "/msi/token", map[string]string{"Metadata": "true", "Content-Type": "application/json"}, "{}", 415},
+		{"POST", r.api, "/msi/token", form, "resource=" + laResource + "&pad=" + strings.Repeat("x", 8<<10), 413},
+		{"POST", r.ops, "/cache/refresh", nil, "", 200},
+		{"POST", r.ops, "/cache/refresh?scope=https://storage.azure.com", nil, "", 404},
+	} {
+		code, h, body := call(t, tt.method, tt.base+tt.target, tt.header, tt.body)
+		if code != tt.want {
+			t.Errorf("%s %s = %d %s, want %d", tt.method, tt.target, code, body, tt.want)
+		}
+		spec.check(t, tt.method, tt.target, tt.header, code, h, body)
+	}
+}
