@@ -5,10 +5,10 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"io"
 	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/entrabroker/broker/internal/httperr"
@@ -203,8 +203,10 @@ func (s *server) cloudShellToken(w http.ResponseWriter, r *http.Request) error {
 			Hint:        "Send resource=<resource URI> as a form body.",
 		})
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
+	// A form body has a query's syntax: read it as one, like the GET
+	// dialects' parameters.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return fail(resultBadRequest, &httperr.Error{
@@ -214,10 +216,10 @@ func (s *server) cloudShellToken(w http.ResponseWriter, r *http.Request) error {
 				Hint:        "Send only resource=<resource URI> (and client_id=<Application (client) ID>).",
 			})
 		}
-		return fail(resultBadRequest, badRequest("invalid_request", "The form body is not valid.",
+		return fail(resultBadRequest, badRequest("invalid_request", "The form body could not be read.",
 			"Send resource=<resource URI> form-encoded (application/x-www-form-urlencoded)."))
 	}
-	form := r.PostForm
+	form := query(body)
 	id, err := s.selectIdentity(form)
 	if err != nil {
 		return fail(resultNotFound, httperr.As(err))
@@ -319,6 +321,3 @@ func tokenHashIs(token, hash string) bool {
 	hex.Encode(hx[:], sum[:])
 	return subtle.ConstantTimeCompare(hx[:], []byte(hash)) == 1
 }
-
-// A form is params too.
-var _ params = url.Values{}

@@ -243,15 +243,13 @@ func validAPIVersion(v string) bool {
 // user-assigned identity; they are one selector under different names.
 var identitySelectors = []string{"client_id", "object_id", "principal_id", "mi_res_id", "msi_res_id"}
 
-// params reads a request's parameters: its query, or its form.
-type params interface{ Get(key string) string }
-
 // managedIdentity is the part the managed-identity dialects share: the
 // resource, the identity (already selected), the revocation and
-// capability parameters, the token and the body. Every dialect's body has
+// capability parameters (p is the query, or Cloud Shell's form body), the
+// token and the body. Every dialect's body has
 // every number as a string of an integer, except expires_on of 2017-09-01,
 // a date.
-func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p params, d dialect, id *Identity, fail func(result, *httperr.Error) error) error {
+func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p query, d dialect, id *Identity, fail func(result, *httperr.Error) error) error {
 	resource := p.Get("resource")
 	if resource == "" {
 		return fail(resultBadRequest, badRequest("invalid_request", "The resource parameter is missing.",
@@ -317,7 +315,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p param
 // selectIdentity applies the managed-identity selector, if any. More than
 // one selector, or one that matches no identity, is 400 "identity not found"
 // (never 404 or 410, which the JavaScript SDK retries for seconds).
-func (s *server) selectIdentity(q params) (*Identity, error) {
+func (s *server) selectIdentity(q query) (*Identity, error) {
 	var name, value string
 	for _, k := range identitySelectors {
 		if v := q.Get(k); v != "" {
