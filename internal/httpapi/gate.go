@@ -34,7 +34,10 @@ type exit struct {
 // cache is touched (so a refused request costs no Entra call), the callers
 // policy (who the kernel says is asking, and at what rate) and the
 // identity's allowed scopes; it writes the audit trail of every grant and
-// refusal. Errors are *httperr.Error, with the result to count.
+// refusal. The token comes from the cache under the key of the identity,
+// scope and client capabilities; a token the caller flagged by its hash is
+// replaced first (see replace). Errors are *httperr.Error, with the result
+// to count.
 func (s *server) grant(ctx context.Context, e exit) (served, result, error) {
 	ae := access.Exit{Route: e.route, Identity: e.id.Name, Scope: e.scope}
 	rule, refusal := s.opts.Policy.CheckContext(ctx, ae)
