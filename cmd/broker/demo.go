@@ -97,8 +97,12 @@ Try:
   # a Log Analytics query through the proxy (the broker adds the bearer token)
   curl -s {{.Curl}}'{{.API}}/proxy/loganalytics/v1/workspaces/{{.Workspace}}/query?query=Heartbeat%20%7C%20take%203'
 
-  # the managed-identity endpoint the Azure SDKs use
+  # the managed-identity endpoint the Azure SDKs use (and its 2017 dialect)
   curl -s {{.Curl}}-H 'X-IDENTITY-HEADER: {{.Header}}' '{{.API}}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net'
+  curl -s {{.Curl}}-H 'secret: {{.Header}}' '{{.API}}/msi/token?api-version=2017-09-01&resource=https://vault.azure.net'
+
+  # fetch fresh tokens now (e.g. after a role assignment changed)
+  BROKER_OPS_LISTEN={{.OpsAddr}} broker refresh
 
   # readiness and metrics
   curl -s {{.Ops}}/readyz
@@ -106,16 +110,20 @@ Try:
 
 An app using an Azure SDK's DefaultAzureCredential needs only:
   IDENTITY_ENDPOINT={{.API}}/msi/token IDENTITY_HEADER={{.Header}}
+Older clients (the Azure CLI, App Service 2017-09-01) read these instead;
+current SDKs prefer the two above when both pairs are set:
+  MSI_ENDPOINT={{.API}}/msi/token MSI_SECRET={{.Header}}
 
 Press Ctrl-C to stop.
 `))
 
 // printWelcome tells a person what runs and what to try.
 func (d *demoEnv) printWelcome(w io.Writer, api, ops net.Listener, cfg config.Config) {
-	data := struct{ Emulator, API, Ops, Curl, Workspace, Header string }{
+	data := struct{ Emulator, API, Ops, OpsAddr, Curl, Workspace, Header string }{
 		Emulator:  d.url,
 		API:       "http://" + api.Addr().String(),
 		Ops:       "http://" + ops.Addr().String(),
+		OpsAddr:   ops.Addr().String(),
 		Workspace: loganalytics.DemoWorkspaceID,
 		Header:    cfg.IdentityHeader,
 	}

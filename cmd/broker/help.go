@@ -64,6 +64,13 @@ var commands = []command{
 		groups: config.IdentitySettings | config.UpstreamSettings | config.LogSettings,
 	},
 	{
+		name: "refresh", args: "[--identity NAME] [--scope S] [--json]",
+		summary: "make the running broker fetch fresh tokens now (through its ops listener)",
+		about: "Ask the running broker, through its ops listener (BROKER_OPS_LISTEN), to fetch fresh tokens\n" +
+			"now — all, or one identity's or scope's — for instance after a role or permission change.\n" +
+			"Tokens held stay in service until the new ones arrive.",
+	},
+	{
 		name: "version", summary: "print the version (also: broker --version)",
 	},
 	{

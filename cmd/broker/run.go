@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runToken(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return runCheck(ctx, args, getenv, stdout, stderr)
+	case "refresh":
+		return runRefresh(ctx, args, getenv, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			return usageError{fmt.Sprintf("broker version takes no arguments, got %q", args[0])}

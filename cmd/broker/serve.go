@@ -87,13 +87,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Warn(w)
 	}
 
-	b, err := build(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = b.cache.Close() }()
-	defer func() { _ = b.auditor.Close() }()
-
 	apiLn, err := listen(cfg.Listen)
 	if err != nil {
 		return listenError("the API listener", "BROKER_LISTEN (--listen)", cfg.Listen, err)
@@ -104,6 +97,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return listenError("the ops listener", "BROKER_OPS_LISTEN (--ops-listen)", cfg.OpsListen, err)
 	}
 	defer opsLn.Close()
+	// The hints of the managed-identity endpoints name the address apps
+	// reach: with port 0, the one the kernel chose.
+	if a, ok := apiLn.Addr().(*net.TCPAddr); ok {
+		if h, p, err := net.SplitHostPort(cfg.Listen); err == nil && p == "0" {
+			cfg.Listen = net.JoinHostPort(h, strconv.Itoa(a.Port))
+		}
+	}
+
+	b, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = b.cache.Close() }()
+	defer func() { _ = b.auditor.Close() }()
 
 	errLog := zap.NewStdLog(log.Named("http"))
 	api := &http.Server{
@@ -315,6 +322,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 				Registerer:      reg,
 			})
 		},
+		ListenAddress: cfg.Listen,
 		ListenHost:    listenHost,
 		OpsListenHost: opsListenHost,
 		Policy:        policy,
@@ -423,7 +431,18 @@ func (s sources) Token(ctx context.Context, key cache.Key) (azure.Token, error) 
 	if !ok {
 		return azure.Token{}, &azure.Error{Op: "token", Description: "no identity for client " + key.ClientID, Hint: "This is a bug in the broker's wiring."}
 	}
-	return src.Token(ctx, key.Scope)
+	if key.Capabilities == "" {
+		return src.Token(ctx, key.Scope)
+	}
+	// Client capabilities change the token Entra issues: a source that
+	// cannot declare them must not answer for a key that has them.
+	cs, ok := src.(interface {
+		TokenWith(context.Context, string, azure.TokenOptions) (azure.Token, error)
+	})
+	if !ok {
+		return azure.Token{}, &azure.Error{Op: "token", Description: "the token source of client " + key.ClientID + " cannot declare client capabilities", Hint: "This is a bug in the broker's wiring."}
+	}
+	return cs.TokenWith(ctx, key.Scope, azure.TokenOptions{Capabilities: strings.Split(key.Capabilities, ",")})
 }
 
 // buildInfo is broker_build_info: always 1, with the version as labels.

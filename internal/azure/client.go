@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,6 +155,34 @@ func (c *Client) TokenURL() string { return c.tokenURL }
 //
 // Token is safe for concurrent use by multiple goroutines.
 func (c *Client) Token(ctx context.Context, scope string) (Token, error) {
+	return c.TokenWith(ctx, scope, TokenOptions{})
+}
+
+// TokenOptions are the choices of one token request beside its scope.
+type TokenOptions struct {
+	// Capabilities are the client capabilities the request declares, e.g.
+	// "cp1" (the client handles continuous access evaluation's claims
+	// challenges). They are sent as the claims parameter, as MSAL sends its
+	// client capabilities: {"access_token":{"xms_cc":{"values":["cp1"]}}}.
+	// Nil declares none.
+	Capabilities []string
+}
+
+// CapabilitiesClaims is the claims parameter that declares the client
+// capabilities caps, or "" for none.
+func CapabilitiesClaims(caps []string) string {
+	if len(caps) == 0 {
+		return ""
+	}
+	type values struct {
+		Values []string `json:"values"`
+	}
+	b, _ := json.Marshal(map[string]map[string]values{"access_token": {"xms_cc": {Values: caps}}})
+	return string(b)
+}
+
+// TokenWith is Token with opts.
+func (c *Client) TokenWith(ctx context.Context, scope string, opts TokenOptions) (Token, error) {
 	s, err := NormalizeScope(scope)
 	if err != nil {
 		return Token{}, err
@@ -166,6 +195,9 @@ func (c *Client) Token(ctx context.Context, scope string) (Token, error) {
 		}
 		c.log.Debug("token request refused", zap.String("scope", s), zap.Error(e))
 		return Token{}, e
+	}
+	if claims := CapabilitiesClaims(opts.Capabilities); claims != "" {
+		req.Form.Set("claims", claims)
 	}
 	var secrets []string
 	for _, k := range sensitiveParams {

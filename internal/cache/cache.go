@@ -31,6 +31,13 @@ type Key struct {
 	// The cache does not normalize it; callers do, so that equal scopes
 	// share one entry.
 	Scope string
+	// Capabilities are the client capabilities Entra ID is told of when the
+	// token is fetched, e.g. "cp1" (the client handles continuous access
+	// evaluation's claims challenges); empty for none. They are part of the
+	// key because Entra answers them with a different token: a CP1 token
+	// never reaches a client that did not declare CP1, and the other way
+	// round.
+	Capabilities string
 }
 
 // Source fetches a fresh token for key from upstream; it never caches. The
@@ -335,6 +342,9 @@ type flight struct {
 	done chan struct{}
 	res  Result
 	err  error
+	// cause is the Source's error when the fetch failed, also when res
+	// still serves the token held before (Refresh reports it).
+	cause error
 
 	e      *entry
 	parent context.Context // provides the fetch's values, not its cancellation
@@ -651,6 +661,73 @@ func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	return true
 }
 
+// Keys returns the keys the cache holds, in no particular order. It takes
+// no lock and never calls upstream.
+func (c *Cache) Keys() []Key {
+	m := *c.entries.Load()
+	keys := make([]Key, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Refresh fetches a fresh token for each of keys now, whatever their
+// tokens' age, and returns when every fetch has finished, or when ctx ends.
+// The token held stays in service meanwhile, and after a failed fetch too
+// (as for a background refresh). A key whose fetch is already in flight
+// joins it (single-flight), so concurrent Refresh calls cost one Entra
+// request per key. Refresh is meant for an operator (a permission changed
+// and the tokens should say so now): it spends no new-key budget and is not
+// rationed like Invalidate.
+//
+// The answer has one error per key, in order: nil when the fetch
+// succeeded, ErrNotHeld for a key the cache does not hold, the Source's
+// error (wrapped in an *Error) when the fetch failed, or ctx's cause.
+func (c *Cache) Refresh(ctx context.Context, keys ...Key) []error {
+	errs := make([]error, len(keys))
+	fls := make([]*flight, len(keys))
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		for i := range errs {
+			errs[i] = ErrClosed
+		}
+		return errs
+	}
+	for i, key := range keys {
+		e, held := c.lru.Peek(key)
+		switch {
+		case !held:
+			errs[i] = ErrNotHeld
+		case e.flight != nil:
+			e.flight.keep = true
+			fls[i] = e.flight
+		default:
+			fls[i] = c.startLocked(ctx, e, true)
+		}
+	}
+	c.mu.Unlock()
+	for i, fl := range fls {
+		if fl == nil {
+			continue
+		}
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("cache: refreshing %s: %w", keys[i].Scope, context.Cause(ctx))
+			continue
+		}
+		switch {
+		case fl.err != nil:
+			errs[i] = fl.err
+		case fl.cause != nil:
+			errs[i] = &Error{Scope: keys[i].Scope, NextAttempt: fl.res.NextAttempt, Err: fl.cause}
+		}
+	}
+	return errs
+}
+
 // Close stops every timer, cancels the fetches in flight, waits for them to
 // return and unregisters the metrics. Callers waiting on a fetch get its
 // result (usually a cancellation error; ErrClosed for a fetch still waiting
@@ -936,6 +1013,7 @@ func (c *Cache) complete(e *entry, fl *flight, tok azure.Token, err error, start
 			zap.Int("consecutive_failures", e.failures), zap.Time("next_attempt", ns.next))
 	}
 	e.st.Store(ns)
+	fl.cause = err
 	if ns.servable(now) {
 		fl.res = Result{Token: ns.token, Stale: ns.err != nil, NextAttempt: ns.next}
 	} else {

@@ -15,6 +15,9 @@ var ErrClosed = errors.New("cache: closed")
 // allows the next new key.
 var ErrNewKeyBudget = errors.New("too many new scopes for this identity")
 
+// ErrNotHeld is Refresh's answer for a key the cache does not hold.
+var ErrNotHeld = errors.New("cache: key not held")
+
 // errAbandoned answers a fetch that was dropped before it called the Source
 // because every caller waiting for it had given up. Nobody receives it but
 // Get callers that race with the abandonment.

@@ -131,7 +131,9 @@ func (c Config) problems() []problem {
 		const demo = "demo: true"
 		tenants[DemoTenantID], domains[DemoTenantDomain], apps[DemoClientID] = demo, demo, demo
 		for _, d := range DemoResources {
-			uris[strings.ToLower(d.URI)], uris[strings.ToLower(d.URI)+"/"] = demo, demo
+			for _, u := range append([]string{d.URI}, d.Aliases...) {
+				uris[strings.ToLower(u)], uris[strings.ToLower(u)+"/"] = demo, demo
+			}
 		}
 	}
 	// once records key in seen, or reports that it is there already.

@@ -25,16 +25,20 @@ const (
 
 // DemoResources are the resources AddDemo registers, each addressable with
 // or without a trailing slash, and the app roles the demo app holds on them.
+// Aliases are more identifier URIs of the same resource, as Entra knows
+// them: Azure Resource Manager is also https://management.core.windows.net,
+// the resource the Azure CLI asks for.
 var DemoResources = []struct {
 	URI, Name string
 	Roles     []string
+	Aliases   []string
 }{
-	{"https://api.loganalytics.io", "Log Analytics API", []string{"Data.Read"}},
-	{"https://api.applicationinsights.io", "Application Insights API", []string{"Data.Read"}},
-	{"https://management.azure.com", "Azure Resource Manager", nil},
-	{"https://vault.azure.net", "Azure Key Vault", nil},
-	{"https://storage.azure.com", "Azure Storage", nil},
-	{"https://graph.microsoft.com", "Microsoft Graph", nil},
+	{"https://api.loganalytics.io", "Log Analytics API", []string{"Data.Read"}, nil},
+	{"https://api.applicationinsights.io", "Application Insights API", []string{"Data.Read"}, nil},
+	{"https://management.azure.com", "Azure Resource Manager", nil, []string{"https://management.core.windows.net"}},
+	{"https://vault.azure.net", "Azure Key Vault", nil, nil},
+	{"https://storage.azure.com", "Azure Storage", nil, nil},
+	{"https://graph.microsoft.com", "Microsoft Graph", nil, nil},
 }
 
 // AddDemo registers the demo tenant, app and resources. Calling it again
@@ -57,6 +61,9 @@ func (e *Emulator) AddDemo() error {
 	}
 	for _, d := range DemoResources {
 		r := Resource{URIs: []string{d.URI, d.URI + "/"}, DisplayName: d.Name}
+		for _, a := range d.Aliases {
+			r.URIs = append(r.URIs, a, a+"/")
+		}
 		if len(d.Roles) > 0 {
 			r.Roles = map[string][]string{DemoClientID: d.Roles}
 		}

@@ -23,7 +23,11 @@ func TestDemo(t *testing.T) {
 		t.Errorf("second AddDemo = %v, want nil (no-op)", err)
 	}
 	for _, d := range DemoResources {
-		for _, uri := range []string{d.URI, d.URI + "/"} {
+		var uris []string
+		for _, u := range append([]string{d.URI}, d.Aliases...) {
+			uris = append(uris, u, u+"/")
+		}
+		for _, uri := range uris {
 			form := url.Values{"grant_type": {"client_credentials"}, "client_id": {DemoClientID},
 				"client_secret": {DemoClientSecret}, "scope": {uri + "/.default"}}
 			for _, tenant := range []string{DemoTenantID, DemoTenantDomain} {

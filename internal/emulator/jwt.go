@@ -79,6 +79,9 @@ type Claims struct {
 	UTI string
 	// Version is "1.0" (ver).
 	Version string
+	// ClientCapabilities are the capabilities the client declared in the
+	// request's claims parameter, e.g. ["cp1"] (xms_cc); nil when none.
+	ClientCapabilities []string
 }
 
 // wireClaims is the JSON payload, claims in the order Entra writes them.
@@ -97,6 +100,7 @@ type wireClaims struct {
 	TID      string           `json:"tid"`
 	UTI      string           `json:"uti"`
 	Ver      string           `json:"ver"`
+	XmsCC    []string         `json:"xms_cc,omitempty"`
 }
 
 func (c *wireClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Exp, nil }
@@ -119,6 +123,7 @@ func (c *wireClaims) export() Claims {
 		AppID: c.AppID, AppIDACR: c.AppIDACR, IdentityProvider: c.IdP,
 		ObjectID: c.OID, Subject: c.Sub, Roles: slices.Clone(c.Roles),
 		TenantID: c.TID, UTI: c.UTI, Version: c.Ver,
+		ClientCapabilities: slices.Clone(c.XmsCC),
 	}
 }
 
@@ -126,7 +131,8 @@ func (c *wireClaims) export() Claims {
 func issuer(tenantID string) string { return "https://sts.windows.net/" + tenantID + "/" }
 
 // issueToken signs an access token for app on audience aud.
-func (e *Emulator) issueToken(app App, aud string, roles []string, now time.Time, lifetime time.Duration) (string, error) {
+// caps are the client capabilities the request declared (xms_cc).
+func (e *Emulator) issueToken(app App, aud string, roles, caps []string, now time.Time, lifetime time.Duration) (string, error) {
 	e.stateMu.Lock()
 	e.seq++
 	seq := e.seq
@@ -144,6 +150,7 @@ func (e *Emulator) issueToken(app App, aud string, roles []string, now time.Time
 		AppID: app.ClientID, AppIDACR: "1", IdP: issuer(tid),
 		OID: app.ObjectID, Roles: roles, Sub: app.ObjectID, TID: tid,
 		UTI: base64.RawURLEncoding.EncodeToString(u[:]), Ver: "1.0",
+		XmsCC: caps,
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
 	tok.Header["kid"] = e.key.kid

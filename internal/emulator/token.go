@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -179,12 +180,32 @@ func (e *Emulator) grant(r *http.Request, req tokenRequest) (token string, lifet
 	if lifetime <= 0 {
 		lifetime = e.lifetime
 	}
-	token, err := e.issueToken(app, aud, roles, now, lifetime)
+	token, err := e.issueToken(app, aud, roles, clientCapabilities(req.form.Get("claims")), now, lifetime)
 	if err != nil {
 		e.log.Error("issue token", zap.Error(err))
 		return fail(errServerError())
 	}
 	return token, lifetime, nil
+}
+
+// clientCapabilities reads the capabilities a claims parameter declares
+// ({"access_token":{"xms_cc":{"values":["cp1"]}}}, as MSAL sends them);
+// nil when none, or when the parameter is not such JSON.
+func clientCapabilities(claims string) []string {
+	if claims == "" {
+		return nil
+	}
+	var c struct {
+		AccessToken struct {
+			XmsCC struct {
+				Values []string `json:"values"`
+			} `json:"xms_cc"`
+		} `json:"access_token"`
+	}
+	if json.Unmarshal([]byte(claims), &c) != nil {
+		return nil
+	}
+	return c.AccessToken.XmsCC.Values
 }
 
 // parseScope applies the client-credentials scope rules: exactly one

@@ -43,6 +43,10 @@ func (c fuzzCache) Get(_ context.Context, key cache.Key) (cache.Result, error) {
 }
 func (fuzzCache) Status(cache.Key) cache.Status     { return cache.Status{Servable: true} }
 func (fuzzCache) Invalidate(cache.Key, string) bool { return false }
+func (fuzzCache) Keys() []cache.Key                 { return nil }
+func (fuzzCache) Refresh(_ context.Context, keys ...cache.Key) []error {
+	return make([]error, len(keys))
+}
 
 // fuzzRouter returns the API router over fuzzCache, with the demo
 // identity's shape and a fixed clock.
@@ -71,7 +75,13 @@ func fuzzRouter(f *testing.F) http.Handler {
 // answer must be. It returns the status and the decoded JSON object.
 func fuzzServe(t *testing.T, h http.Handler, host, path, rawQuery string, header map[string]string) (int, map[string]any) {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8400"+path, nil)
+	return fuzzServeBody(t, h, http.MethodGet, host, path, rawQuery, "", header)
+}
+
+// fuzzServeBody is fuzzServe with a method and a request body.
+func fuzzServeBody(t *testing.T, h http.Handler, method, host, path, rawQuery, reqBody string, header map[string]string) (int, map[string]any) {
+	t.Helper()
+	r := httptest.NewRequest(method, "http://127.0.0.1:8400"+path, strings.NewReader(reqBody))
 	r.URL.RawQuery = rawQuery
 	r.RequestURI = path + "?" + rawQuery
 	r.Host = host
@@ -175,6 +185,63 @@ func FuzzMSITokenQuery(f *testing.F) {
 			t.Fatalf("GET /msi/token?%q with X-IDENTITY-HEADER %q = 200, want 401", rawQuery, header)
 		}
 		checkManagedIdentityBody(t, "/msi/token", rawQuery, m)
+	})
+}
+
+// FuzzMSI2017Query: the 2017-09-01 dialect answers 200 only to the right
+// secret, with the resource echoed and expires_on a UTC date.
+func FuzzMSI2017Query(f *testing.F) {
+	for _, s := range []struct{ q, secret string }{
+		{"api-version=2017-09-01&resource=https://vault.azure.net", fuzzIdentityHeader},
+		{"resource=https://vault.azure.net&api-version=2017-09-01&clientid=11111111-2222-3333-4444-555555555555", fuzzIdentityHeader},
+		{"api-version=2017-09-01&resource=https://vault.azure.net&clientid=a&client_id=b", fuzzIdentityHeader},
+		{"api-version=2017-09-01&resource=https://vault.azure.net&token_sha256_to_refresh=zz&xms_cc=cp1", fuzzIdentityHeader},
+		{"api-version=2017-09-01&resource=https://vault.azure.net", "guess"},
+	} {
+		f.Add(s.q, s.secret)
+	}
+	h := fuzzRouter(f)
+	f.Fuzz(func(t *testing.T, rawQuery, secret string) {
+		code, m := fuzzServe(t, h, "localhost:8400", "/msi/token/", rawQuery, map[string]string{"secret": secret})
+		if code != http.StatusOK {
+			return
+		}
+		if secret != fuzzIdentityHeader {
+			t.Fatalf("GET /msi/token?%q with secret %q = 200, want 401", rawQuery, secret)
+		}
+		q := parseQuery(rawQuery)
+		if m["access_token"] != fuzzToken || m["resource"] != q.Get("resource") {
+			t.Fatalf("GET /msi/token?%q = %v, want the token and resource %q", rawQuery, m, q.Get("resource"))
+		}
+		on, _ := m["expires_on"].(string)
+		if _, err := time.Parse(appService2017Expiry, on); err != nil {
+			t.Fatalf("GET /msi/token?%q: expires_on = %q, want a 2017 date: %v", rawQuery, on, err)
+		}
+	})
+}
+
+// FuzzCloudShellForm: whatever the form body, the Cloud Shell dialect
+// answers JSON, never 5xx from parsing, and 200 only with the resource
+// echoed.
+func FuzzCloudShellForm(f *testing.F) {
+	for _, b := range []string{
+		"resource=https://management.core.windows.net/",
+		"resource=https%3A%2F%2Fvault.azure.net&client_id=11111111-2222-3333-4444-555555555555",
+		"resource=https://vault.azure.net&client_id=x&object_id=y",
+		"resource=%ff&xms_cc=cp1,cp2",
+		"",
+		"=&&;;resource",
+	} {
+		f.Add(b)
+	}
+	h := fuzzRouter(f)
+	header := map[string]string{"Metadata": "true", "Content-Type": "application/x-www-form-urlencoded"}
+	f.Fuzz(func(t *testing.T, body string) {
+		code, m := fuzzServeBody(t, h, http.MethodPost, "localhost:8400", "/msi/token", "", body, header)
+		if code != http.StatusOK {
+			return
+		}
+		checkManagedIdentityBody(t, "/msi/token (form)", body, m)
 	})
 }
 

@@ -226,6 +226,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 // harnessOptions configure newHarness. The zero value is a broker for the
 // demo app with no identity header, no allowed-scope list and no prefetch.
 type harnessOptions struct {
+	// ListenAddress is Options.ListenAddress.
+	ListenAddress string
 	// IdentityHeader is BROKER_IDENTITY_HEADER.
 	IdentityHeader string
 	// AllowedScopes is BROKER_ALLOWED_SCOPES, normalized.
@@ -289,7 +291,11 @@ type recordingSource struct {
 
 func (s recordingSource) Token(ctx context.Context, key cache.Key) (azure.Token, error) {
 	s.fetches.Add(1)
-	tok, err := s.client.Token(ctx, key.Scope)
+	var caps []string
+	if key.Capabilities != "" {
+		caps = strings.Split(key.Capabilities, ",")
+	}
+	tok, err := s.client.TokenWith(ctx, key.Scope, azure.TokenOptions{Capabilities: caps})
 	if err == nil {
 		noteToken(tok.AccessToken)
 	}
@@ -369,6 +375,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		Cache:          c,
 		Identities:     []Identity{id},
 		IdentityHeader: o.IdentityHeader,
+		ListenAddress:  o.ListenAddress,
 		PrefetchScopes: o.PrefetchScopes,
 		Logger:         log.Named("http"),
 		Registerer:     reg,
@@ -477,6 +484,7 @@ type request struct {
 	target string            // path and query
 	header map[string]string // headers to set
 	host   string            // Host header; "" means the server's address
+	body   string            // request body; "" means none
 }
 
 // do sends req to srv and reads the answer.
@@ -486,7 +494,11 @@ func do(t testing.TB, c *http.Client, srv *httptest.Server, req request) reply {
 	if method == "" {
 		method = http.MethodGet
 	}
-	r, err := http.NewRequest(method, srv.URL+req.target, nil)
+	var body io.Reader
+	if req.body != "" {
+		body = strings.NewReader(req.body)
+	}
+	r, err := http.NewRequest(method, srv.URL+req.target, body)
 	if err != nil {
 		t.Fatalf("NewRequest(%s %s) = %v", method, req.target, err)
 	}

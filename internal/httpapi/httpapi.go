@@ -36,6 +36,11 @@ type Cache interface {
 	// the cache's ration of forced refreshes allows it; it reports whether
 	// it dropped it.
 	Invalidate(key cache.Key, accessToken string) bool
+	// Keys returns the keys the cache holds, for /cache/refresh.
+	Keys() []cache.Key
+	// Refresh fetches fresh tokens for keys now and waits for them (or
+	// ctx); it answers one error per key, nil for success.
+	Refresh(ctx context.Context, keys ...cache.Key) []error
 }
 
 // Identity is an app registration the broker holds credentials for.
@@ -93,6 +98,11 @@ type Options struct {
 	// tokens it may use, which pass the same gate as /token; nil answers
 	// 404 there.
 	Proxy func(ProxyTokens) (http.Handler, error)
+	// ListenAddress is the API listener's address as configured
+	// (BROKER_LISTEN: "host:port" or "unix:///path"); the hints of the
+	// managed-identity endpoints name it in the URLs they suggest. Empty
+	// means the default, 127.0.0.1:8400.
+	ListenAddress string
 	// ListenHost is the host the API listener was configured with; requests
 	// naming it in Host pass the DNS-rebinding guard beside loopback names.
 	ListenHost string

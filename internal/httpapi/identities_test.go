@@ -42,6 +42,10 @@ func (c *keyCache) Status(k cache.Key) cache.Status {
 }
 
 func (c *keyCache) Invalidate(cache.Key, string) bool { return false }
+func (c *keyCache) Keys() []cache.Key                 { return nil }
+func (c *keyCache) Refresh(_ context.Context, keys ...cache.Key) []error {
+	return make([]error, len(keys))
+}
 
 const (
 	reportsClient = "11111111-aaaa-4222-bbbb-3333cccc4444"

@@ -15,10 +15,12 @@ const (
 	endpointToken = iota
 	endpointMSI
 	endpointIMDS
+	endpointMSI2017
+	endpointCloudShell
 	numEndpoints
 )
 
-var endpointNames = [numEndpoints]string{"token", "msi", "imds"}
+var endpointNames = [numEndpoints]string{"token", "msi", "imds", "msi2017", "cloudshell"}
 
 type result int
 
@@ -65,7 +67,7 @@ type routeMetrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	tokenRequests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "broker_token_requests_total",
-		Help: "Token requests answered, by endpoint (token, msi, imds) and result.",
+		Help: "Token requests answered, by endpoint (token, msi, msi2017, cloudshell, imds) and result.",
 	}, []string{"endpoint", "result"})
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

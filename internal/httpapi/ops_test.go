@@ -30,6 +30,10 @@ func (nopCache) Get(context.Context, cache.Key) (cache.Result, error) {
 }
 func (nopCache) Status(cache.Key) cache.Status     { return cache.Status{} }
 func (nopCache) Invalidate(cache.Key, string) bool { return false }
+func (nopCache) Keys() []cache.Key                 { return nil }
+func (nopCache) Refresh(_ context.Context, keys ...cache.Key) []error {
+	return make([]error, len(keys))
+}
 
 // tokenRequestCounts scrapes /metrics and returns the non-zero values of
 // broker_token_requests_total as "endpoint/result" → value.

@@ -29,6 +29,8 @@ func (s *server) apiRoutes(proxy http.Handler) http.Handler {
 	r.Get("/token", s.handle(s.token))
 	r.Get("/msi/token", s.handle(s.msiToken))
 	r.Get("/msi/token/", s.handle(s.msiToken))
+	r.Post("/msi/token", s.handle(s.cloudShellToken))
+	r.Post("/msi/token/", s.handle(s.cloudShellToken))
 	r.Get("/metadata/identity/oauth2/token", s.handle(s.imdsToken))
 	r.Get("/metadata/identity/oauth2/token/", s.handle(s.imdsToken))
 	if proxy != nil {
@@ -37,7 +39,8 @@ func (s *server) apiRoutes(proxy http.Handler) http.Handler {
 	return r
 }
 
-// opsRoutes is the ops listener: metrics and health. Its Host guard takes IP
+// opsRoutes is the ops listener: metrics, health and cache control
+// (POST /cache/refresh, for callers on this host only). Its Host guard takes IP
 // literals too (Prometheus and the kubelet reach it by pod IP) but no DNS
 // name other than localhost and the listen host, so a page that rebinds a
 // name cannot read it; web pages are refused as on the API listener.
@@ -55,6 +58,7 @@ func (s *server) opsRoutes() http.Handler {
 	}
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	r.Post("/cache/refresh", s.handle(s.cacheRefresh))
 	return r
 }
 
@@ -71,11 +75,11 @@ func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, httperr.New(http.StatusNotFound, "not_found",
 		"There is no such endpoint.",
-		"The broker serves GET /token, GET /msi/token, GET /metadata/identity/oauth2/token and /proxy/{route}/…; metrics and health are on the ops listener."))
+		"The broker serves GET /token, GET and POST /msi/token, GET /metadata/identity/oauth2/token and /proxy/{route}/…; metrics, health and POST /cache/refresh are on the ops listener."))
 }
 
 func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, httperr.New(http.StatusMethodNotAllowed, "method_not_allowed",
 		"This endpoint does not accept that HTTP method.",
-		"Token endpoints take GET requests."))
+		"Token endpoints take GET requests (and /msi/token the POST of Cloud Shell); the ops listener's /cache/refresh takes POST."))
 }

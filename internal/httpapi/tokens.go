@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
@@ -198,45 +197,6 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// msiToken serves GET /msi/token, the App Service managed-identity protocol
-// (api-version 2019-08-01) that the Azure SDKs speak when IDENTITY_ENDPOINT
-// and IDENTITY_HEADER are set.
-func (s *server) msiToken(w http.ResponseWriter, r *http.Request) error {
-	fail := func(rs result, e *httperr.Error) error {
-		s.metrics.token(endpointMSI, rs)
-		e.Message = e.Description + " " + e.Hint
-		return e
-	}
-	if s.opts.IdentityHeader == "" {
-		return fail(resultUnauthorized, &httperr.Error{
-			Status:      http.StatusForbidden,
-			Code:        "msi_not_configured",
-			Description: "The managed-identity endpoint /msi/token is off because BROKER_IDENTITY_HEADER is not set.",
-			Hint:        "Set BROKER_IDENTITY_HEADER on the broker to a random secret, and IDENTITY_HEADER to the same value in the app's environment.",
-		})
-	}
-	got := r.Header.Get("X-Identity-Header")
-	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.IdentityHeader)) != 1 {
-		desc := "The request's X-IDENTITY-HEADER does not match BROKER_IDENTITY_HEADER."
-		if got == "" {
-			desc = "The request lacks the X-IDENTITY-HEADER header."
-		}
-		return fail(resultUnauthorized, &httperr.Error{
-			Status:      http.StatusUnauthorized,
-			Code:        "invalid_identity_header",
-			Description: desc,
-			Hint:        "Set IDENTITY_HEADER in the app's environment to the broker's BROKER_IDENTITY_HEADER value (the Azure SDKs send it as X-IDENTITY-HEADER).",
-		})
-	}
-	q := query(r.URL.RawQuery)
-	if v := q.Get("api-version"); v != appServiceAPIVersion {
-		return fail(resultBadRequest, badRequest("invalid_request",
-			"The api-version parameter must be "+appServiceAPIVersion+".",
-			"The broker speaks the App Service managed-identity protocol of "+appServiceAPIVersion+"; set IDENTITY_ENDPOINT to http://127.0.0.1:8400/msi/token and use a current Azure SDK."))
-	}
-	return s.managedIdentity(w, r, q, endpointMSI, fail)
-}
-
 // imdsToken serves GET /metadata/identity/oauth2/token, the IMDS protocol
 // (api-version 2018-02-01). A request without Metadata: true is answered at
 // once, as IMDS does: the Azure SDKs probe with such a request and expect a
@@ -261,7 +221,11 @@ func (s *server) imdsToken(w http.ResponseWriter, r *http.Request) error {
 			"The api-version parameter is not a date like "+imdsAPIVersion+".",
 			"Use api-version="+imdsAPIVersion+"."))
 	}
-	return s.managedIdentity(w, r, q, endpointIMDS, fail)
+	id, err := s.selectIdentity(q)
+	if err != nil {
+		return fail(resultNotFound, httperr.As(err))
+	}
+	return s.managedIdentity(w, r, q, dialectIMDS, id, fail)
 }
 
 // validAPIVersion accepts yyyy-mm-dd from 2018-02-01 on.
@@ -279,11 +243,14 @@ func validAPIVersion(v string) bool {
 // user-assigned identity; they are one selector under different names.
 var identitySelectors = []string{"client_id", "object_id", "principal_id", "mi_res_id", "msi_res_id"}
 
-// managedIdentity is the part the two managed-identity protocols share: the
-// resource, the identity selector, the token and the body with every number
-// as a string of an integer.
-func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q query, endpoint int, fail func(result, *httperr.Error) error) error {
-	resource := q.Get("resource")
+// managedIdentity is the part the managed-identity dialects share: the
+// resource, the identity (already selected), the revocation and
+// capability parameters (p is the query, or Cloud Shell's form body), the
+// token and the body. Every dialect's body has
+// every number as a string of an integer, except expires_on of 2017-09-01,
+// a date.
+func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p query, d dialect, id *Identity, fail func(result, *httperr.Error) error) error {
+	resource := p.Get("resource")
 	if resource == "" {
 		return fail(resultBadRequest, badRequest("invalid_request", "The resource parameter is missing.",
 			"Ask for a resource such as resource=https://vault.azure.net (the SDKs derive it from the scope)."))
@@ -293,11 +260,16 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q query
 		e := httperr.As(err)
 		return fail(resultBadRequest, e)
 	}
-	id, err := s.selectIdentity(q)
-	if err != nil {
-		return fail(resultNotFound, httperr.As(err))
+	x := exit{route: endpointNames[d.endpoint], id: id, scope: scope, capabilities: capabilities(p.Get("xms_cc"))}
+	if h := p.Get("token_sha256_to_refresh"); h != "" {
+		if !isSHA256Hex(h) {
+			return fail(resultBadRequest, badRequest("invalid_request",
+				"The token_sha256_to_refresh parameter is not a SHA-256 in hex (64 hexadecimal digits).",
+				"Send the lower-case hex SHA-256 of the access token to replace, as MSAL does, or leave the parameter out."))
+		}
+		x.refreshSHA256 = strings.ToLower(h)
 	}
-	t, rs, err := s.grant(r.Context(), exit{route: endpointNames[endpoint], id: id, scope: scope})
+	t, rs, err := s.grant(r.Context(), x)
 	if err != nil {
 		e := httperr.As(err)
 		if rs == resultEntraError {
@@ -310,7 +282,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q query
 		}
 		return fail(rs, e)
 	}
-	s.metrics.token(endpoint, rs)
+	s.metrics.token(d.endpoint, rs)
 	now := s.now()
 	left := secondsLeft(t.Token.ExpiresOn, now)
 	bp := getBuffer()
@@ -320,9 +292,15 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, q query
 	b = s.appendToken(b, t.Token.AccessToken)
 	b = append(b, `,"client_id":`...)
 	b = appendJSONString(b, id.ClientID)
-	b = appendQuotedInt(append(b, `,"expires_in":`...), left)
-	b = appendQuotedInt(append(b, `,"expires_on":`...), t.Token.ExpiresOn.Unix())
-	if endpoint == endpointIMDS {
+	if d.dateExpiry {
+		b = append(b, `,"expires_on":"`...)
+		b = t.Token.ExpiresOn.UTC().AppendFormat(b, appService2017Expiry)
+		b = append(b, '"')
+	} else {
+		b = appendQuotedInt(append(b, `,"expires_in":`...), left)
+		b = appendQuotedInt(append(b, `,"expires_on":`...), t.Token.ExpiresOn.Unix())
+	}
+	if d.imdsFields {
 		b = appendQuotedInt(append(b, `,"ext_expires_in":`...), left)
 		b = appendQuotedInt(append(b, `,"not_before":`...), t.Token.IssuedAt.Unix())
 	}
