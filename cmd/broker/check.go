@@ -177,7 +177,7 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 		detail, hint := splitFix(w)
 		c.warn("warning", detail, hint)
 	}
-	if workspace != "" && !guidRE.MatchString(workspace) {
+	if workspace != "" && !azure.IsGUID(workspace) {
 		c.fail("workspace", fmt.Sprintf("--workspace %q is not a workspace ID", workspace),
 			"Use the Workspace ID, a GUID on the workspace's Overview page in the Azure portal (not its name or resource ID).")
 		workspace = ""
@@ -285,7 +285,7 @@ func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Clou
 	switch {
 	case !strings.EqualFold(appID, s.clientID):
 		c.fail(check, detail, "The token names another app than the configured client ID "+s.clientID+": check AZURE_AUTHORITY_HOST.")
-	case guidRE.MatchString(s.tenantID) && !strings.EqualFold(claims.TenantID, s.tenantID):
+	case azure.IsGUID(s.tenantID) && !strings.EqualFold(claims.TenantID, s.tenantID):
 		c.fail(check, detail, "The token comes from another tenant than the configured "+s.tenantID+": check the tenant ID.")
 	case !audienceMatches(claims.Audience, wantAud):
 		c.fail(check, detail, "The token's audience is not "+wantAud+": check AZURE_CLOUD and the scope.")
@@ -376,9 +376,6 @@ func (c *checker) query(ctx context.Context, s identitySpec, endpoint, workspace
 			"Log Analytics may be unavailable or throttling: run broker check again in a few minutes.")
 	}
 }
-
-// guidRE matches a GUID, as the portal shows IDs.
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // describe is the one-line account of a token failure: Entra's sentence when
 // there is one.

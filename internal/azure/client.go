@@ -402,34 +402,8 @@ func newHTTPClient() *http.Client {
 		// answers in well under a second; 30 s is msal-go's default and
 		// leaves room for a slow egress proxy. A caller's ctx can cut it
 		// shorter.
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			// Clusters often reach the internet only through a proxy.
-			Proxy: http.ProxyFromEnvironment,
-			DialContext: (&net.Dialer{
-				// A TCP connect slower than this is a network problem, not a
-				// busy server; fail so the cache can back off and retry.
-				Timeout: 10 * time.Second,
-				// Probe the kept-alive connection so a silently dropped one
-				// is noticed before the next refresh uses it.
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
-			// Same reasoning as the dial timeout.
-			TLSHandshakeTimeout: 10 * time.Second,
-			// Entra's token endpoint answers within a second or two; waiting
-			// longer for headers only delays the retry.
-			ResponseHeaderTimeout: 20 * time.Second,
-			// Token requests never send Expect: 100-continue; set anyway so
-			// no wait is unbounded.
-			ExpectContinueTimeout: 1 * time.Second,
-			// Refreshes are minutes apart; a connection idle longer than this
-			// is likely closed by Entra's front end or a NAT anyway.
-			IdleConnTimeout:     90 * time.Second,
-			MaxIdleConnsPerHost: 2,
-			// Entra's response headers are small; bound them like the body.
-			MaxResponseHeaderBytes: 64 << 10,
-			ForceAttemptHTTP2:      true,
-		},
+		Timeout:   30 * time.Second,
+		Transport: tokenTransport(),
 	}
 }
 

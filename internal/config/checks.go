@@ -24,32 +24,6 @@ const (
 	replaceClient = "replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)"
 )
 
-// docGUIDs are the example IDs of Microsoft's documentation: the
-// Application (client) ID and the Directory (tenant) ID its pages show.
-var docGUIDs = []string{
-	"00001111-aaaa-2222-bbbb-3333cccc4444",
-	"aaaabbbb-0000-cccc-1111-dddd2222eeee",
-}
-
-// placeholderGUID reports whether id is a GUID that stands for one to fill
-// in, never a real tenant's or app's: its 32 hex digits are one digit
-// repeated (00000000-0000-0000-0000-000000000000, the manifests'
-// placeholder, or 11111111-1111-…, ffffffff-…), or it is one of the example
-// IDs of Microsoft's documentation (docGUIDs). Entra generates random
-// (version 4) GUIDs, which are never of either kind. id that is not a GUID
-// is not a placeholder: the GUID check reports it.
-func placeholderGUID(id string) bool {
-	if !guidRE.MatchString(id) {
-		return false
-	}
-	id = strings.ToLower(id)
-	if slices.Contains(docGUIDs, id) {
-		return true
-	}
-	digits := strings.ReplaceAll(id, "-", "")
-	return strings.Count(digits, digits[:1]) == len(digits)
-}
-
 // identityHeaderProblem explains an identity header that is too short to
 // protect /msi/token; "" when it is long enough or not set.
 func identityHeaderProblem(h string) string {

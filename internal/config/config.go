@@ -426,10 +426,7 @@ func SplitList(v string) []string {
 	return out
 }
 
-var (
-	guidRE   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
-)
+var domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
 
 // Mode says which settings Validate requires.
 type Mode int
@@ -561,17 +558,17 @@ func (c Config) envIdentityProblems() []error {
 		add("AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page")
 	case c.TenantID == "common" || c.TenantID == "organizations" || c.TenantID == "consumers":
 		add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
-	case !guidRE.MatchString(c.TenantID) && !domainRE.MatchString(c.TenantID):
+	case !azure.IsGUID(c.TenantID) && !domainRE.MatchString(c.TenantID):
 		add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
-	case placeholderGUID(c.TenantID):
+	case azure.IsPlaceholderGUID(c.TenantID):
 		add("AZURE_TENANT_ID %q is a placeholder: %s", c.TenantID, replaceTenant)
 	}
 	switch {
 	case c.ClientID == "":
 		add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
-	case !guidRE.MatchString(c.ClientID):
+	case !azure.IsGUID(c.ClientID):
 		add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
-	case placeholderGUID(c.ClientID):
+	case azure.IsPlaceholderGUID(c.ClientID):
 		add("AZURE_CLIENT_ID %q is a placeholder: %s", c.ClientID, replaceClient)
 	}
 	creds := c.envCredentials()
@@ -582,7 +579,7 @@ func (c Config) envIdentityProblems() []error {
 		add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
 	case len(creds) > 1:
 		add("%s, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", areSet(creds))
-	case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
+	case c.ClientSecret != "" && azure.IsGUID(c.ClientSecret):
 		add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
 	}
 	if c.ClientCertificatePath == "" {

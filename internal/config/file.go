@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/entrabroker/broker/internal/azure"
 )
 
 // Identity is an app registration named in the configuration file
@@ -361,9 +363,9 @@ func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 		p.fail(line, "%s: tenant_id is missing: use the Directory (tenant) ID from the app registration's Overview page", p.label)
 	case t == "common" || t == "organizations" || t == "consumers":
 		p.fail(at(&e.TenantID, line), "%s: tenant_id is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", p.label, t)
-	case t != "" && !guidRE.MatchString(t) && !domainRE.MatchString(t):
+	case t != "" && !azure.IsGUID(t) && !domainRE.MatchString(t):
 		p.fail(at(&e.TenantID, line), "%s: tenant_id %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", p.label, t)
-	case placeholderGUID(t):
+	case azure.IsPlaceholderGUID(t):
 		p.fail(at(&e.TenantID, line), "%s: tenant_id %q is a placeholder: %s", p.label, t, replaceTenant)
 	}
 
@@ -371,15 +373,15 @@ func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 	switch {
 	case id.ClientID == "" && !present(&e.ClientID):
 		p.fail(line, "%s: client_id is missing: use the Application (client) ID from the app registration's Overview page", p.label)
-	case id.ClientID != "" && !guidRE.MatchString(id.ClientID):
+	case id.ClientID != "" && !azure.IsGUID(id.ClientID):
 		p.fail(at(&e.ClientID, line), "%s: client_id %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", p.label, id.ClientID)
 		id.ClientID = ""
-	case placeholderGUID(id.ClientID):
+	case azure.IsPlaceholderGUID(id.ClientID):
 		p.fail(at(&e.ClientID, line), "%s: client_id %q is a placeholder: %s", p.label, id.ClientID, replaceClient)
 	}
 
 	id.ObjectID = str(&e.ObjectID, "object_id")
-	if id.ObjectID != "" && !guidRE.MatchString(id.ObjectID) {
+	if id.ObjectID != "" && !azure.IsGUID(id.ObjectID) {
 		p.fail(at(&e.ObjectID, line), "%s: object_id %q is not a GUID: use the Object ID of the app's service principal (Enterprise applications → the app → Overview)", p.label, id.ObjectID)
 		id.ObjectID = ""
 	}
