@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/entrabroker/broker/internal/azure"
+	"github.com/entrabroker/broker/internal/yamlfile"
 )
 
 // Identity is an app registration named in the configuration file
@@ -160,24 +160,18 @@ type file struct {
 // the callers' user and group names with db.
 func parseFile(path string, data []byte, db userDB) (file, error) {
 	p := &fileParser{path: path, dir: filepath.Dir(path)}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var doc fileDoc
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return file{}, fmt.Errorf("%s: the file is empty: list the identities under \"identities:\"", path)
-		}
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return file{}, p.syntaxError(err)
-		}
-		// A type error leaves the rest decoded: report it beside every
-		// other problem.
-		p.typeErrors(te)
+	problems, err := yamlfile.Decode(data, &doc, fileWords)
+	var se *yamlfile.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return file{}, fmt.Errorf("%s: the file is empty: list the identities under \"identities:\"", path)
+	case errors.As(err, &se):
+		p.fail(se.Line, "%s: fix the YAML syntax", se.What)
+		return file{}, p.err()
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		p.fail(extra.Line, "the file holds more than one YAML document: keep one")
+	for _, pr := range problems {
+		p.fail(pr.Line, "%s", pr.What)
 	}
 	if doc.Routes.Kind != 0 {
 		p.fail(doc.Routes.Line, "routes do not belong here: put them in their own file and name it in BROKER_ROUTES_FILE")
@@ -185,7 +179,7 @@ func parseFile(path string, data []byte, db userDB) (file, error) {
 	if len(doc.Identities) == 0 && doc.Callers == nil && len(p.errs) == 0 {
 		p.fail(0, "the file names no identities: list them under \"identities:\"")
 	}
-	lines := itemLines(data, "identities")
+	lines := yamlfile.ItemLines(data, "identities")
 	var out []Identity
 	names, clients, objects, resources := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	for i, e := range doc.Identities {
@@ -225,7 +219,7 @@ func parseFile(path string, data []byte, db userDB) (file, error) {
 		for _, id := range out {
 			names = append(names, id.Name)
 		}
-		f.callers = p.callers(*doc.Callers, itemLines(data, "callers"), names, db)
+		f.callers = p.callers(*doc.Callers, yamlfile.ItemLines(data, "callers"), names, db)
 		if f.callers == nil {
 			f.callers = []CallerRule{}
 		}
@@ -264,56 +258,33 @@ func (p *fileParser) err() error {
 	return errors.Join(errs...)
 }
 
-var (
-	yamlLineRe     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	typeErrLineRe  = regexp.MustCompile(`^line (\d+): (.*)$`)
-	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type config\.(\w+)$`)
-)
-
-// syntaxError rewrites a YAML syntax error as "<file>:<line>: <what>".
-func (p *fileParser) syntaxError(err error) error {
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("%s:%s: %s: fix the YAML syntax", p.path, m[1], m[2])
-	}
-	return fmt.Errorf("%s: %s: fix the YAML syntax", p.path, strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// typeErrors adds each of a decoding's type errors, unknown keys included.
-func (p *fileParser) typeErrors(te *yaml.TypeError) {
-	for _, msg := range te.Errors {
-		line, what := 0, msg
-		if m := typeErrLineRe.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			what = m[2]
+// fileWords describe the decoder's findings in the configuration file's
+// terms.
+var fileWords = yamlfile.Words{
+	Unknown: func(key, typ string) string {
+		switch {
+		case typ == "identityEntry" && (key == "tenant" || key == "client"):
+			return fmt.Sprintf("unknown key %q of an identity: did you mean %s_id? (known keys: %s)", key, key, identityKeys)
+		case typ == "identityEntry":
+			return fmt.Sprintf("unknown key %q of an identity (known keys: %s)", key, identityKeys)
+		case typ == "callerEntry":
+			return fmt.Sprintf("unknown key %q of a caller rule (known keys: %s)", key, callerKeys)
+		case typ == "matchEntry":
+			return fmt.Sprintf("unknown key %q of a caller rule's match (known keys: %s)", key, matchKeys)
+		case typ == "rateEntry":
+			return fmt.Sprintf("unknown key %q of a caller rule's rate (known keys: %s)", key, rateKeys)
 		}
-		if m := unknownFieldRe.FindStringSubmatch(what); m != nil {
-			switch {
-			case m[2] == "identityEntry" && (m[1] == "tenant" || m[1] == "client"):
-				what = fmt.Sprintf("unknown key %q of an identity: did you mean %s_id? (known keys: %s)", m[1], m[1], identityKeys)
-			case m[2] == "identityEntry":
-				what = fmt.Sprintf("unknown key %q of an identity (known keys: %s)", m[1], identityKeys)
-			case m[2] == "callerEntry":
-				what = fmt.Sprintf("unknown key %q of a caller rule (known keys: %s)", m[1], callerKeys)
-			case m[2] == "matchEntry":
-				what = fmt.Sprintf("unknown key %q of a caller rule's match (known keys: %s)", m[1], matchKeys)
-			case m[2] == "rateEntry":
-				what = fmt.Sprintf("unknown key %q of a caller rule's rate (known keys: %s)", m[1], rateKeys)
-			default:
-				what = fmt.Sprintf("unknown key %q (known keys: identities, callers)", m[1])
-			}
-		} else {
-			what = strings.NewReplacer(
-				"[]config.identityEntry", "a list of identities",
-				"config.identityEntry", "an identity (a mapping of keys to values)",
-				"[]config.callerEntry", "a list of caller rules",
-				"config.callerEntry", "a caller rule (a mapping of keys to values)",
-				"config.matchEntry", "a match (a mapping such as {user: svc-reports})",
-				"config.rateEntry", "a rate (a mapping such as {per_second: 10, burst: 20})",
-				"config.fileDoc", "the configuration (a mapping with the keys identities and callers)",
-			).Replace(what)
-		}
-		p.fail(line, "%s", what)
-	}
+		return fmt.Sprintf("unknown key %q (known keys: identities, callers)", key)
+	},
+	Types: strings.NewReplacer(
+		"[]config.identityEntry", "a list of identities",
+		"config.identityEntry", "an identity (a mapping of keys to values)",
+		"[]config.callerEntry", "a list of caller rules",
+		"config.callerEntry", "a caller rule (a mapping of keys to values)",
+		"config.matchEntry", "a match (a mapping such as {user: svc-reports})",
+		"config.rateEntry", "a rate (a mapping such as {per_second: 10, burst: 20})",
+		"config.fileDoc", "the configuration (a mapping with the keys identities and callers)",
+	),
 }
 
 // at is the line of n, or line when n is missing.
@@ -495,26 +466,6 @@ func (p *fileParser) scopes(n *yaml.Node, key string, line int) []string {
 // normalizes it when it starts.
 func scopeLike(s string) bool {
 	return !strings.ContainsAny(s, " \t") && strings.Contains(s, "://")
-}
-
-// itemLines returns the line of each item of the top-level list key.
-func itemLines(data []byte, key string) []int {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
-		return nil
-	}
-	m := root.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value != key {
-			continue
-		}
-		var lines []int
-		for _, item := range m.Content[i+1].Content {
-			lines = append(lines, item.Line)
-		}
-		return lines
-	}
-	return nil
 }
 
 // identitiesProblems checks the identities of the file against the

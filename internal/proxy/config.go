@@ -1,17 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/entrabroker/broker/internal/yamlfile"
 )
 
 // routesFile is the YAML file LoadRoutes reads:
@@ -52,23 +52,26 @@ func LoadRoutes(path string) ([]Route, error) {
 }
 
 func parseRoutes(path string, data []byte) ([]Route, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var f routesFile
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("load routes: %s: no routes defined", path)
-		}
-		return nil, yamlError(path, err)
+	problems, err := yamlfile.Decode(data, &f, routeWords)
+	var se *yamlfile.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("load routes: %s: no routes defined", path)
+	case errors.As(err, &se):
+		problems = []yamlfile.Problem{se.Problem}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("load routes: %s: holds more than one YAML document", path)
+	if len(problems) > 0 {
+		errs := make([]error, len(problems))
+		for i, p := range problems {
+			errs[i] = fmt.Errorf("load routes: %s: %s", where(path, p.Line), p.What)
+		}
+		return nil, errors.Join(errs...)
 	}
 	if len(f.Routes) == 0 {
 		return nil, fmt.Errorf("load routes: %s: no routes defined", path)
 	}
-	lines := entryLines(data)
+	lines := yamlfile.ItemLines(data, "routes")
 
 	var errs []error
 	fail := func(line int, format string, args ...any) {
@@ -145,59 +148,18 @@ func scalar(n *yaml.Node) (string, bool) {
 	}
 }
 
-// entryLines returns the line of each item of the top-level "routes" list.
-func entryLines(data []byte) []int {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
-		return nil
+// where is path:line, or path alone for line 0.
+func where(path string, line int) string {
+	if line == 0 {
+		return path
 	}
-	m := root.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value != "routes" {
-			continue
-		}
-		var lines []int
-		for _, item := range m.Content[i+1].Content {
-			lines = append(lines, item.Line)
-		}
-		return lines
-	}
-	return nil
+	return path + ":" + strconv.Itoa(line)
 }
 
-var (
-	yamlLineRe     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	typeErrLineRe  = regexp.MustCompile(`^line (\d+): (.*)$`)
-	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-)
-
-// yamlError rewrites a YAML decoding error as "load routes: <path>:<line>:
-// <what>", one line per problem.
-func yamlError(path string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		errs := make([]error, 0, len(te.Errors))
-		for _, msg := range te.Errors {
-			line, what := "", msg
-			if m := typeErrLineRe.FindStringSubmatch(msg); m != nil {
-				line, what = m[1], m[2]
-			}
-			if m := unknownFieldRe.FindStringSubmatch(what); m != nil {
-				what = "unknown key " + strconv.Quote(m[1]) + " (known keys: routes; name, upstream, scope)"
-			} else {
-				what = strings.ReplaceAll(what, "proxy.routesFile", "the routes file")
-				what = strings.ReplaceAll(what, "proxy.routeEntry", "a route")
-			}
-			if line == "" {
-				errs = append(errs, fmt.Errorf("load routes: %s: %s", path, what))
-			} else {
-				errs = append(errs, fmt.Errorf("load routes: %s:%s: %s", path, line, what))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("load routes: %s:%s: %s", path, m[1], m[2])
-	}
-	return fmt.Errorf("load routes: %s: %w", path, err)
+// routeWords describe the decoder's findings in the routes file's terms.
+var routeWords = yamlfile.Words{
+	Unknown: func(key, _ string) string {
+		return "unknown key " + strconv.Quote(key) + " (known keys: routes; name, upstream, scope)"
+	},
+	Types: strings.NewReplacer("proxy.routesFile", "the routes file", "proxy.routeEntry", "a route"),
 }
