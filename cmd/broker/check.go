@@ -68,7 +68,7 @@ func (e checkFailed) Error() string {
 func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var workspace, scope string
 	var asJSON bool
-	cfg, err := loadConfig("check", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
+	cfg, _, err := loadConfig("check", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
 		fs.StringVar(&workspace, "workspace", "", "the `ID` of a Log Analytics workspace (a GUID): run the query \"print 1\" in it with each identity's token")
 		fs.StringVar(&scope, "scope", "", "the `scope` of the tokens to fetch (default: the cloud's Log Analytics scope)")
 		fs.BoolVar(&asJSON, "json", false, "print the checks as a JSON array of {check, ok, detail, hint}")
@@ -151,7 +151,7 @@ func (c *checker) failures() int {
 
 // run performs the checks of a valid configuration.
 func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope string, stderr io.Writer) {
-	cloud, err := azure.CloudByName(cfg.Cloud)
+	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		c.fail("config", err.Error(), "Set AZURE_CLOUD to AzurePublic, AzureUSGovernment or AzureChina.")
 		return
@@ -191,9 +191,6 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 	}
 	log = log.WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
 	endpoint := cloud.LogAnalytics.Endpoint
-	if cfg.LogAnalyticsEndpoint != "" {
-		endpoint = strings.TrimSuffix(cfg.LogAnalyticsEndpoint, "/")
-	}
 	for _, s := range specs {
 		tok, ok := c.token(ctx, cfg, cloud, s, scope, log)
 		if ok && workspace != "" {

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -62,7 +61,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if mode == config.Demo {
 		name = "demo"
 	}
-	cfg, err := loadConfig(name, args, getenv, stdout, mode, nil)
+	cfg, custom, err := loadConfig(name, args, getenv, stdout, mode, nil)
 	if err != nil {
 		return err
 	}
@@ -87,7 +86,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Warn(w)
 	}
 
-	b, err := build(cfg, log)
+	b, err := build(cfg, custom, log)
 	if err != nil {
 		return err
 	}
@@ -189,8 +188,9 @@ type broker struct {
 	prefetch []cache.Key
 }
 
-// build wires the token source, the cache, the proxy and the routers from cfg.
-func build(cfg config.Config, log *zap.Logger) (*broker, error) {
+// build wires the token source, the cache, the proxy and the routers from
+// cfg and the routes of its routes file, custom.
+func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -198,7 +198,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		buildInfo(),
 	)
 
-	cloud, err := azure.CloudByName(cfg.Cloud)
+	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		return nil, err
 	}
@@ -242,25 +242,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		return nil, err
 	}
 
-	routes := cloudRoutes(cloud)
-	if cfg.LogAnalyticsEndpoint != "" {
-		u, err := url.Parse(cfg.LogAnalyticsEndpoint)
-		if err != nil {
-			return nil, fmt.Errorf("BROKER_LOGANALYTICS_ENDPOINT: %w", err)
-		}
-		for i := range routes {
-			if routes[i].Name == "loganalytics" {
-				routes[i].Upstream = u
-			}
-		}
-	}
-	var custom []proxy.Route
-	if cfg.RoutesFile != "" {
-		if custom, err = proxy.LoadRoutes(cfg.RoutesFile); err != nil {
-			return nil, fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
-		}
-		routes = append(routes, custom...)
-	}
+	routes := proxy.Routes(cloud, custom)
 	c, err := cache.New(srcs, cache.Options{
 		Size:       cfg.CacheSize,
 		Registerer: reg,
@@ -387,20 +369,6 @@ func callersPolicy(rules []config.CallerRule, ids []httpapi.Identity, routes []p
 		return nil, err
 	}
 	return access.NewPolicy(out, nil), nil
-}
-
-// cloudRoutes are the built-in proxy routes with the cloud's endpoints and
-// audiences.
-func cloudRoutes(c azure.Cloud) []proxy.Route {
-	mk := func(name string, s azure.Service) proxy.Route {
-		u, _ := url.Parse(s.Endpoint)
-		return proxy.Route{Name: name, Upstream: u, Scope: s.Scope()}
-	}
-	return []proxy.Route{
-		mk("loganalytics", c.LogAnalytics),
-		mk("appinsights", c.AppInsights),
-		mk("arm", c.ARM),
-	}
 }
 
 func normalizeConfigScope(env, s string) (string, error) {

@@ -90,7 +90,8 @@ type Config struct {
 	// AuditFile, when set, is the append-only audit file (BROKER_AUDIT_FILE).
 	AuditFile string
 	// RoutesFile is a YAML file of custom proxy routes (BROKER_ROUTES_FILE),
-	// read by the proxy package. Empty means the built-in routes only.
+	// read by the proxy package; an entry named like a built-in route
+	// replaces it. Empty means the built-in routes only.
 	RoutesFile string
 
 	// LogLevel is debug, info, warn or error (BROKER_LOG_LEVEL).
@@ -658,4 +659,18 @@ func checkListen(addr string, unixOK bool) error {
 		return errors.New("has no valid port")
 	}
 	return nil
+}
+
+// AzureCloud returns the cloud AZURE_CLOUD names, with the Log Analytics
+// endpoint of BROKER_LOGANALYTICS_ENDPOINT when it is set: the table the
+// built-in proxy routes and broker check are made from.
+func (c Config) AzureCloud() (azure.Cloud, error) {
+	cloud, err := azure.CloudByName(c.Cloud)
+	if err != nil {
+		return azure.Cloud{}, err
+	}
+	if c.LogAnalyticsEndpoint != "" {
+		cloud.LogAnalytics.Endpoint = strings.TrimSuffix(c.LogAnalyticsEndpoint, "/")
+	}
+	return cloud, nil
 }

@@ -42,7 +42,8 @@ type routeEntry struct {
 // Unknown keys, missing or bad values, duplicate names and a file
 // without routes are errors; every problem is reported at once, each as
 // "load routes: <path>:<line>: <what is wrong>". The routes are checked as
-// New checks them; duplicates against the built-in routes are found by New.
+// New checks them. An entry named like a built-in route replaces it (see
+// Routes).
 func LoadRoutes(path string) ([]Route, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
