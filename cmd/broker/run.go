@@ -77,21 +77,23 @@ func loadConfig(name string, args []string, getenv func(string) string, stdout i
 	var routes []proxy.Route
 	var routesErr error
 	if cfg.RoutesFile != "" {
-		if routes, routesErr = proxy.LoadRoutes(cfg.RoutesFile); routesErr != nil {
-			routesErr = fmt.Errorf("BROKER_ROUTES_FILE: %w", routesErr)
-		}
+		routes, routesErr = proxy.LoadRoutes(cfg.RoutesFile)
 	}
-	if err := errors.Join(envErr, fileErr, routesErr, cfg.Validate(mode)); err != nil {
-		return cfg, nil, configError{err}
+	ps := config.AsProblems(errors.Join(envErr, fileErr))
+	for _, p := range config.AsProblems(routesErr) {
+		ps = append(ps, config.Problem{Setting: "BROKER_ROUTES_FILE", Problem: "BROKER_ROUTES_FILE: " + p.Problem, Fix: p.Fix})
+	}
+	if ps = append(ps, config.AsProblems(cfg.Validate(mode))...); len(ps) > 0 {
+		return cfg, nil, configError{ps}
 	}
 	return cfg, routes, nil
 }
 
 // configError lists every configuration problem, one per line.
-type configError struct{ err error }
+type configError struct{ problems config.Problems }
 
 func (e configError) Error() string {
-	return "the configuration has problems:\n  - " + strings.ReplaceAll(e.err.Error(), "\n", "\n  - ")
+	return "the configuration has problems:\n  - " + strings.ReplaceAll(e.problems.Error(), "\n", "\n  - ")
 }
 
-func (e configError) Unwrap() error { return e.err }
+func (e configError) Unwrap() error { return e.problems }

@@ -83,7 +83,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// After startDemo: the demo's configuration is the one that runs.
 	for _, w := range cfg.Warnings() {
-		log.Warn(w)
+		log.Warn(w.Error(), zap.String("setting", w.Setting))
 	}
 
 	b, err := build(cfg, custom, log)
@@ -206,28 +206,29 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 	var ids []httpapi.Identity
 	var prefetch []cache.Key
 	var expiring []expiringIdentity
-	for _, spec := range identitySpecs(cfg) {
-		client, cred, err := spec.client(cfg, cloud, log.Named("azure").With(zap.String("identity", spec.name)))
+	for _, cid := range cfg.Served() {
+		client, cred, err := newClient(cid, cfg, cloud, log.Named("azure").With(zap.String("identity", cid.Name)))
 		if err != nil {
 			return nil, err
 		}
 		id := httpapi.Identity{
-			Name:       spec.name,
+			Name:       cid.Name,
 			Authority:  client.Authority(),
 			TenantID:   client.TenantID(),
 			ClientID:   client.ClientID(),
-			ObjectID:   spec.objectID,
-			ResourceID: spec.resourceID,
+			ObjectID:   cid.ObjectID,
+			ResourceID: cid.ResourceID,
 		}
-		for _, s := range spec.allowed {
-			n, err := normalizeConfigScope(spec.allowedKey, s)
+		allowedKey, prefetchKey := scopeSettings(cid)
+		for _, s := range cid.AllowedScopes {
+			n, err := normalizeConfigScope(allowedKey, s)
 			if err != nil {
 				return nil, err
 			}
 			id.AllowedScopes = append(id.AllowedScopes, n)
 		}
-		for _, s := range spec.prefetch {
-			n, err := normalizeConfigScope(spec.prefetchKey, s)
+		for _, s := range cid.PrefetchScopes {
+			n, err := normalizeConfigScope(prefetchKey, s)
 			if err != nil {
 				return nil, err
 			}
@@ -236,7 +237,7 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 		}
 		srcs[id.Key("")] = client
 		ids = append(ids, id)
-		expiring = append(expiring, expiringIdentity{name: spec.name, cred: cred, secretExpiresOn: spec.secretExpiresOn})
+		expiring = append(expiring, expiringIdentity{name: cid.Name, cred: cred, secretExpiresOn: cid.SecretExpiresOn})
 	}
 	if err := registerCredentialExpiry(reg, expiring); err != nil {
 		return nil, err

@@ -45,7 +45,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return explain(stderr, err)
 	}
-	spec, err := pickIdentity(cfg, identity)
+	id, err := pickIdentity(cfg, identity)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	client, _, err := spec.client(cfg, cloud, log.Named("azure").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	client, _, err := newClient(id, cfg, cloud, log.Named("azure").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	if err != nil {
 		return explain(stderr, err)
 	}

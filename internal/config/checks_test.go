@@ -111,7 +111,7 @@ func TestWarnings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tt.want, tt.cfg.Warnings()); diff != "" {
+			if diff := cmp.Diff(tt.want, lines(tt.cfg.Warnings())); diff != "" {
 				t.Errorf("Warnings() (-want +got):\n%s", diff)
 			}
 		})
@@ -138,7 +138,7 @@ func TestWarningsGroupOfTheBroker(t *testing.T) {
 	if err := os.Chown(fsGroup, 65532, 65533); err != nil {
 		t.Fatal(err)
 	}
-	if got := (Config{ClientSecretFile: fsGroup}).Warnings(); len(got) != 1 || !strings.Contains(got[0], "can be read by its group (mode 0440)") {
+	if got := (Config{ClientSecretFile: fsGroup}).Warnings(); len(got) != 1 || !strings.Contains(got[0].Error(), "can be read by its group (mode 0440)") {
 		t.Errorf("Warnings() for a 0440 file of another group = %q, want the group warning", got)
 	}
 }
@@ -157,4 +157,13 @@ func TestUnreadableCredentialFile(t *testing.T) {
 	if err := c.Validate(Serve); err == nil || err.Error() != want {
 		t.Errorf("Validate() = %v, want %q", err, want)
 	}
+}
+
+// lines are the problems' texts, nil for none.
+func lines(ps Problems) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Error())
+	}
+	return out
 }

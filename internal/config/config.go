@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +80,8 @@ type Config struct {
 	// ConfigFile is a YAML file naming more identities (BROKER_CONFIG); see
 	// LoadFile. Empty means none.
 	ConfigFile string
-	// Identities are the identities of ConfigFile, filled by LoadFile.
+	// Identities are the identities of ConfigFile, filled by LoadFile;
+	// Served lists them after the environment's.
 	Identities []Identity
 	// Callers are the caller rules of ConfigFile, filled by LoadFile: nil
 	// when it has no callers: key (every local caller may use everything),
@@ -164,7 +164,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				t, err := ParseDate(v)
 				if err != nil {
-					return fmt.Errorf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q %w", v, err)
+					return Problem{"BROKER_CLIENT_SECRET_EXPIRES_ON", fmt.Sprintf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q is not a date", v), dateFix}
 				}
 				c.ClientSecretExpiresOn = t
 				return nil
@@ -178,7 +178,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				b, err := strconv.ParseBool(strings.TrimSpace(v))
 				if err != nil {
-					return fmt.Errorf("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=%q is not a boolean: use true or false", v)
+					return Problem{"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", fmt.Sprintf("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=%q is not a boolean", v), "use true or false"}
 				}
 				c.SendCertificateChain = b
 				return nil
@@ -193,7 +193,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				b, err := strconv.ParseBool(strings.TrimSpace(v))
 				if err != nil {
-					return fmt.Errorf("BROKER_ALLOW_REMOTE_LISTEN=%q is not a boolean: use true or false", v)
+					return Problem{"BROKER_ALLOW_REMOTE_LISTEN", fmt.Sprintf("BROKER_ALLOW_REMOTE_LISTEN=%q is not a boolean", v), "use true or false"}
 				}
 				c.AllowRemoteListen = b
 				return nil
@@ -213,7 +213,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				n, err := strconv.Atoi(strings.TrimSpace(v))
 				if err != nil {
-					return fmt.Errorf("BROKER_CACHE_SIZE=%q is not a whole number: set a number of tokens such as 1024", v)
+					return Problem{"BROKER_CACHE_SIZE", fmt.Sprintf("BROKER_CACHE_SIZE=%q is not a whole number", v), "set a number of tokens such as 1024"}
 				}
 				c.CacheSize = n
 				return nil
@@ -223,7 +223,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 				if err != nil {
-					return fmt.Errorf("BROKER_PROXY_MAX_BODY_BYTES=%q is not a whole number: set a size in bytes such as 16777216", v)
+					return Problem{"BROKER_PROXY_MAX_BODY_BYTES", fmt.Sprintf("BROKER_PROXY_MAX_BODY_BYTES=%q is not a whole number", v), "set a size in bytes such as 16777216"}
 				}
 				c.ProxyMaxBodyBytes = n
 				return nil
@@ -233,7 +233,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				d, err := time.ParseDuration(strings.TrimSpace(v))
 				if err != nil {
-					return fmt.Errorf("BROKER_PROXY_BODY_TIMEOUT=%q is not a duration: write it like 10s", v)
+					return Problem{"BROKER_PROXY_BODY_TIMEOUT", fmt.Sprintf("BROKER_PROXY_BODY_TIMEOUT=%q is not a duration", v), "write it like 10s"}
 				}
 				c.ProxyBodyTimeout = d
 				return nil
@@ -243,7 +243,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error {
 				d, err := time.ParseDuration(strings.TrimSpace(v))
 				if err != nil {
-					return fmt.Errorf("BROKER_SHUTDOWN_TIMEOUT=%q is not a duration: write it like 15s or 1m", v)
+					return Problem{"BROKER_SHUTDOWN_TIMEOUT", fmt.Sprintf("BROKER_SHUTDOWN_TIMEOUT=%q is not a duration", v), "write it like 15s or 1m"}
 				}
 				c.ShutdownTimeout = d
 				return nil
@@ -263,17 +263,17 @@ func EnvNames() []string {
 
 // FromEnv applies the environment variables that are set (non-empty) to c.
 // getenv is os.Getenv in production and a map lookup in tests. It returns
-// every value that cannot be parsed, joined.
+// every value that cannot be parsed, as Problems.
 func (c *Config) FromEnv(getenv func(string) string) error {
-	var errs []error
+	var ps Problems
 	for _, s := range settings {
 		if v := getenv(s.env); v != "" {
 			if err := s.set(c, v); err != nil {
-				errs = append(errs, err)
+				ps = append(ps, AsProblems(err)...)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return ps.Err()
 }
 
 // Group is a set of settings: one heading of the help, and what a command
@@ -439,167 +439,155 @@ const (
 	Demo
 )
 
-// Validate reports every problem with c at once, each with what to do, joined
-// into one error; nil when c is usable in mode. In Serve mode it opens every
-// credential file, of the environment's identity and of c.Identities, to
-// check that it can be read now (it never reads the content): a missing
-// file is a start error, not a failure at the first request.
-func (c Config) Validate(mode Mode) error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+// Problem is one thing wrong with the configuration, in words a user can
+// act on. serve prints its Error; broker check shows Problem and Fix apart.
+type Problem struct {
+	// Setting names the setting to change: an environment variable such as
+	// AZURE_TENANT_ID, or BROKER_CONFIG or BROKER_ROUTES_FILE for an entry
+	// of those files; empty when no one setting is at fault.
+	Setting string
+	// Problem says what is wrong, naming the setting (and for a file, its
+	// line) as the user wrote it.
+	Problem string
+	// Fix says what to do; empty when the problem says it all.
+	Fix string
+}
 
+// Error is "<problem>: <fix>".
+func (p Problem) Error() string {
+	if p.Fix == "" {
+		return p.Problem
+	}
+	return p.Problem + ": " + p.Fix
+}
+
+// Problems are every problem found at once; as an error, one per line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err is ps as an error: nil when there is no problem.
+func (ps Problems) Err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+// AsProblems lists the problems of err: its Problems, and each other error
+// it joins as a Problem with no fix.
+func AsProblems(err error) Problems {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case Problems:
+		return e
+	case Problem:
+		return Problems{e}
+	case interface{ Unwrap() []error }:
+		var out Problems
+		for _, err := range e.Unwrap() {
+			out = append(out, AsProblems(err)...)
+		}
+		return out
+	}
+	return Problems{{Problem: err.Error()}}
+}
+
+// Validate reports every problem with c at once, as Problems; nil when c is
+// usable in mode. In Serve mode it opens every credential file, of the
+// environment's identity and of c.Identities, to check that it can be read
+// now (it never reads the content): a missing file is a start error, not a
+// failure at the first request.
+func (c Config) Validate(mode Mode) error {
+	var ps Problems
+	add := func(setting, fix, format string, a ...any) {
+		ps = append(ps, Problem{Setting: setting, Problem: fmt.Sprintf(format, a...), Fix: fix})
+	}
+
+	env := c.envIdentity()
 	if mode == Serve && (c.ConfigFile == "" || c.envIdentitySet()) {
-		errs = append(errs, c.envIdentityProblems()...)
+		ps = append(ps, env.problems()...)
+		ps = append(ps, env.fileProblems()...)
 	}
 	if mode == Serve && c.ConfigFile != "" && !c.envIdentitySet() && len(c.Identities) == 0 {
-		add("no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set: fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential", c.ConfigFile)
+		add("BROKER_CONFIG", "fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential",
+			"no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set", c.ConfigFile)
 	}
-	errs = append(errs, c.identitiesProblems(mode == Serve)...)
+	for _, id := range c.Identities {
+		if c.ClientID != "" && strings.EqualFold(id.ClientID, c.ClientID) {
+			add("BROKER_CONFIG", "each app registration is served once; drop one of them", "%s: identity %q has the client_id of AZURE_CLIENT_ID", id.Source, id.Name)
+		}
+		if mode == Serve {
+			ps = append(ps, id.fileProblems()...)
+		}
+	}
 
 	if _, err := azure.CloudByName(c.Cloud); err != nil {
-		add("AZURE_CLOUD %q is not a known cloud: use AzurePublic, AzureUSGovernment or AzureChina", c.Cloud)
+		add("AZURE_CLOUD", "use AzurePublic, AzureUSGovernment or AzureChina", "AZURE_CLOUD %q is not a known cloud", c.Cloud)
 	}
 	if c.AuthorityHost != "" {
 		if err := checkURL(c.AuthorityHost); err != nil {
-			add("AZURE_AUTHORITY_HOST %q %v: use a URL such as https://login.microsoftonline.com", c.AuthorityHost, err)
+			add("AZURE_AUTHORITY_HOST", "use a URL such as https://login.microsoftonline.com", "AZURE_AUTHORITY_HOST %q %v", c.AuthorityHost, err)
 		}
 	}
 	if c.LogAnalyticsEndpoint != "" {
 		if err := checkURL(c.LogAnalyticsEndpoint); err != nil {
-			add("BROKER_LOGANALYTICS_ENDPOINT %q %v: use a URL such as https://api.loganalytics.azure.com", c.LogAnalyticsEndpoint, err)
+			add("BROKER_LOGANALYTICS_ENDPOINT", "use a URL such as https://api.loganalytics.azure.com", "BROKER_LOGANALYTICS_ENDPOINT %q %v", c.LogAnalyticsEndpoint, err)
 		}
 	}
 	if err := checkListen(c.Listen, true); err != nil {
-		add("BROKER_LISTEN %q %v: use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock", c.Listen, err)
+		add("BROKER_LISTEN", "use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock", "BROKER_LISTEN %q %v", c.Listen, err)
 	} else if !c.AllowRemoteListen && remoteListen(c.Listen) {
-		add("BROKER_LISTEN %q is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers", c.Listen)
+		add("BROKER_LISTEN", "use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers",
+			"BROKER_LISTEN %q is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts)", c.Listen)
 	}
 	if err := checkListen(c.OpsListen, false); err != nil {
-		add("BROKER_OPS_LISTEN %q %v: use host:port such as 127.0.0.1:9400", c.OpsListen, err)
+		add("BROKER_OPS_LISTEN", "use host:port such as 127.0.0.1:9400", "BROKER_OPS_LISTEN %q %v", c.OpsListen, err)
 	}
 	if c.Listen != "" && c.Listen == c.OpsListen && !strings.HasSuffix(c.Listen, ":0") {
-		add("BROKER_LISTEN and BROKER_OPS_LISTEN are both %q: give the ops listener its own port", c.Listen)
+		add("BROKER_OPS_LISTEN", "give the ops listener its own port", "BROKER_LISTEN and BROKER_OPS_LISTEN are both %q", c.Listen)
 	}
-	if p := identityHeaderProblem(c.IdentityHeader); p != "" {
-		errs = append(errs, errors.New(p))
+	if p, ok := identityHeaderProblem(c.IdentityHeader); ok {
+		ps = append(ps, p)
 	}
-	checkScopes := func(env string, items []string) {
-		for _, s := range items {
-			if !scopeLike(s) {
-				add("%s item %q is not a scope or resource URI: write items like https://api.loganalytics.io/.default", env, s)
-			}
-		}
-	}
-	checkScopes("BROKER_PREFETCH_SCOPES", c.PrefetchScopes)
-	checkScopes("BROKER_ALLOWED_SCOPES", c.AllowedScopes)
-	if len(c.AllowedScopes) > 0 {
-		for _, s := range c.PrefetchScopes {
-			if !slices.Contains(c.AllowedScopes, s) && !slices.Contains(c.AllowedScopes, strings.TrimSuffix(s, "/.default")) {
-				add("BROKER_PREFETCH_SCOPES item %q is not in BROKER_ALLOWED_SCOPES: add it there, or drop it from the prefetch list", s)
-			}
-		}
-	}
+	ps = append(ps, env.scopeProblems()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		add("BROKER_LOG_LEVEL %q is not a level: use debug, info, warn or error", c.LogLevel)
+		add("BROKER_LOG_LEVEL", "use debug, info, warn or error", "BROKER_LOG_LEVEL %q is not a level", c.LogLevel)
 	}
 	switch c.LogFormat {
 	case "json", "console":
 	default:
-		add("BROKER_LOG_FORMAT %q is not a format: use json or console", c.LogFormat)
+		add("BROKER_LOG_FORMAT", "use json or console", "BROKER_LOG_FORMAT %q is not a format", c.LogFormat)
 	}
 	if c.CacheSize < 1 {
-		add("BROKER_CACHE_SIZE %d is too small: use at least 1 (default 1024)", c.CacheSize)
+		add("BROKER_CACHE_SIZE", "use at least 1 (default 1024)", "BROKER_CACHE_SIZE %d is too small", c.CacheSize)
 	}
 	if c.ProxyMaxBodyBytes < 1 {
-		add("BROKER_PROXY_MAX_BODY_BYTES %d is too small: use a positive size in bytes (default 16777216)", c.ProxyMaxBodyBytes)
+		add("BROKER_PROXY_MAX_BODY_BYTES", "use a positive size in bytes (default 16777216)", "BROKER_PROXY_MAX_BODY_BYTES %d is too small", c.ProxyMaxBodyBytes)
 	}
 	if c.ProxyBodyTimeout <= 0 {
-		add("BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
+		add("BROKER_PROXY_BODY_TIMEOUT", "", "BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
-		add("BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
+		add("BROKER_SHUTDOWN_TIMEOUT", "", "BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
 	}
-	return errors.Join(errs...)
+	return ps.Err()
 }
 
 // envIdentitySet reports whether any setting of the identity from the
 // environment is set, so that it is in use.
 func (c Config) envIdentitySet() bool {
-	return c.TenantID != "" || c.ClientID != "" || len(c.envCredentials()) > 0
-}
-
-// envCredentials names the credential variables that are set.
-func (c Config) envCredentials() []string {
-	var set []string
-	for _, v := range []struct {
-		name string
-		on   bool
-	}{
-		{"AZURE_CLIENT_SECRET", c.ClientSecret != ""},
-		{"AZURE_CLIENT_SECRET_FILE", c.ClientSecretFile != ""},
-		{"AZURE_CLIENT_CERTIFICATE_PATH", c.ClientCertificatePath != ""},
-		{"AZURE_FEDERATED_TOKEN_FILE", c.FederatedTokenFile != ""},
-	} {
-		if v.on {
-			set = append(set, v.name)
-		}
-	}
-	return set
-}
-
-// envIdentityProblems checks the identity from the environment: the app
-// registration and exactly one credential.
-func (c Config) envIdentityProblems() []error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	switch {
-	case c.TenantID == "":
-		add("AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page")
-	case c.TenantID == "common" || c.TenantID == "organizations" || c.TenantID == "consumers":
-		add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
-	case !azure.IsGUID(c.TenantID) && !domainRE.MatchString(c.TenantID):
-		add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
-	case azure.IsPlaceholderGUID(c.TenantID):
-		add("AZURE_TENANT_ID %q is a placeholder: %s", c.TenantID, replaceTenant)
-	}
-	switch {
-	case c.ClientID == "":
-		add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
-	case !azure.IsGUID(c.ClientID):
-		add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
-	case azure.IsPlaceholderGUID(c.ClientID):
-		add("AZURE_CLIENT_ID %q is a placeholder: %s", c.ClientID, replaceClient)
-	}
-	creds := c.envCredentials()
-	switch {
-	case len(creds) == 0:
-		add("no credential: set one of AZURE_CLIENT_SECRET (the client secret's Value, shown once when the secret is created under Certificates & secrets), AZURE_CLIENT_SECRET_FILE (a file holding it), AZURE_CLIENT_CERTIFICATE_PATH (a certificate and its key) or AZURE_FEDERATED_TOKEN_FILE (workload identity)")
-	case len(creds) == 2 && creds[0] == "AZURE_CLIENT_SECRET" && creds[1] == "AZURE_CLIENT_SECRET_FILE":
-		add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
-	case len(creds) > 1:
-		add("%s, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", areSet(creds))
-	case c.ClientSecret != "" && azure.IsGUID(c.ClientSecret):
-		add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
-	}
-	if c.ClientCertificatePath == "" {
-		if c.ClientCertificatePassword != "" {
-			add("AZURE_CLIENT_CERTIFICATE_PASSWORD is set but AZURE_CLIENT_CERTIFICATE_PATH is not: set the path of the PKCS#12 file, or drop the password")
-		}
-		if c.SendCertificateChain {
-			add("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not: the chain is sent only with a certificate credential")
-		}
-	}
-	if !c.ClientSecretExpiresOn.IsZero() && c.ClientSecret == "" && c.ClientSecretFile == "" {
-		add("BROKER_CLIENT_SECRET_EXPIRES_ON is set but no client secret is: it describes AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE (a certificate's expiry is read from the certificate)")
-	}
-	for _, f := range c.envFiles() {
-		if err := checkReadable(f); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q %w", f.setting, f.path, err))
-		}
-	}
-	return errs
+	return c.TenantID != "" || c.ClientID != "" || c.ClientSecret != "" || c.ClientSecretFile != "" ||
+		c.ClientCertificatePath != "" || c.FederatedTokenFile != ""
 }
 
 // areSet says that several settings are set: "both A and B are set", "A, B
@@ -611,6 +599,9 @@ func areSet(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + " are all set"
 }
 
+// dateFix says how to write a date.
+const dateFix = "write it like 2027-05-01 or 2027-05-01T12:00:00Z"
+
 // ParseDate parses an expiry date: 2006-01-02 (midnight UTC) or RFC 3339.
 func ParseDate(v string) (time.Time, error) {
 	v = strings.TrimSpace(v)
@@ -620,7 +611,7 @@ func ParseDate(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	return time.Time{}, errors.New("is not a date: write it like 2027-05-01 or 2027-05-01T12:00:00Z")
+	return time.Time{}, errors.New("is not a date: " + dateFix)
 }
 
 func formatDate(t time.Time) string {
