@@ -101,7 +101,7 @@ func New(cfg Config) (*Client, error) {
 		problems = append(problems, err)
 	}
 	clientID := strings.ToLower(strings.TrimSpace(cfg.ClientID))
-	if !isGUID(clientID) {
+	if !IsGUID(clientID) {
 		problems = append(problems, configError(nil, fmt.Sprintf("client ID %q is not a GUID", cfg.ClientID),
 			"Set AZURE_CLIENT_ID to the app registration's Application (client) ID, a GUID such as 00001111-aaaa-2222-bbbb-3333cccc4444 (not its Object ID or display name)."))
 	}
@@ -375,14 +375,14 @@ func IsLoopbackHost(host string) bool {
 func checkTenant(t string) (string, error) {
 	tenant := strings.ToLower(strings.TrimSpace(t))
 	switch {
-	case isGUID(tenant):
+	case IsGUID(tenant):
 		return tenant, nil
 	case tenant == "":
 		return "", configError([]int{900023}, "no tenant ID",
 			"Set AZURE_TENANT_ID to the Directory (tenant) ID GUID or a verified domain such as contoso.onmicrosoft.com.")
 	case tenant == "common" || tenant == "consumers" || tenant == "organizations":
 		return "", configError([]int{9001023}, fmt.Sprintf("tenant %q cannot be used with client credentials", t), aadHints[9001023])
-	case strings.Contains(tenant, ".") && validHost(tenant) && !strings.Contains(tenant, "_") && net.ParseIP(tenant) == nil:
+	case IsTenantDomain(tenant):
 		return strings.TrimSuffix(tenant, "."), nil
 	default:
 		return "", configError([]int{900023}, fmt.Sprintf("tenant %q is neither a GUID nor a domain name", t), aadHints[900023])

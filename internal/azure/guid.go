@@ -1,16 +1,35 @@
 package azure
 
 import (
-	"regexp"
+	"net"
 	"slices"
 	"strings"
 )
 
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // IsGUID reports whether s is a GUID in the 8-4-4-4-12 form the portal
 // shows IDs in (tenant, client, object and workspace IDs), in either case.
-func IsGUID(s string) bool { return guidRE.MatchString(s) }
+func IsGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if s[i] != '-' {
+				return false
+			}
+		} else if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsTenantDomain reports whether s can be a tenant's verified domain, such
+// as contoso.onmicrosoft.com: a DNS name of two labels or more (a trailing
+// dot allowed), not an IP address.
+func IsTenantDomain(s string) bool {
+	return strings.Contains(s, ".") && validHost(s) && !strings.Contains(s, "_") && net.ParseIP(s) == nil
+}
 
 // docGUIDs are the example IDs of Microsoft's documentation: the
 // Application (client) ID and the Directory (tenant) ID its pages show.

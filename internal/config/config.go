@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -133,24 +132,37 @@ type setting struct {
 	set              func(*Config, string) error
 }
 
-func str(p func(*Config) *string) (func(*Config) string, func(*Config, string) error) {
-	return func(c *Config) string { return *p(c) },
-		func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil }
-}
-
-func list(p func(*Config) *[]string) (func(*Config) string, func(*Config, string) error) {
-	return func(c *Config) string { return strings.Join(*p(c), ",") },
-		func(c *Config, v string) error { *p(c) = SplitList(v); return nil }
+// parsed is a setting whose text is parsed into a T: bad says what a value
+// that does not parse is not ("a boolean") and fix how to write one.
+func parsed[T any](env, fl, usage string, p func(*Config) *T, parse func(string) (T, error), format func(T) string, bad, fix string) setting {
+	return setting{env: env, flag: fl, usage: usage,
+		get: func(c *Config) string { return format(*p(c)) },
+		set: func(c *Config, v string) error {
+			x, err := parse(strings.TrimSpace(v))
+			if err != nil {
+				return Problem{env, fmt.Sprintf("%s=%q is not %s", env, v, bad), fix}
+			}
+			*p(c) = x
+			return nil
+		}}
 }
 
 var settings = func() []setting {
 	s := func(env, fl, usage string, secret bool, p func(*Config) *string) setting {
-		g, st := str(p)
-		return setting{env: env, flag: fl, usage: usage, secret: secret, get: g, set: st}
+		return setting{env: env, flag: fl, usage: usage, secret: secret, get: func(c *Config) string { return *p(c) },
+			set: func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil }}
 	}
 	l := func(env, fl, usage string, p func(*Config) *[]string) setting {
-		g, st := list(p)
-		return setting{env: env, flag: fl, usage: usage, get: g, set: st}
+		return setting{env: env, flag: fl, usage: usage, get: func(c *Config) string { return strings.Join(*p(c), ",") },
+			set: func(c *Config, v string) error { *p(c) = SplitList(v); return nil }}
+	}
+	b := func(env, fl, usage string, p func(*Config) *bool) setting {
+		s := parsed(env, fl, usage, p, strconv.ParseBool, strconv.FormatBool, "a boolean", "use true or false")
+		s.isBool = true
+		return s
+	}
+	d := func(env, fl, usage, fix string, p func(*Config) *time.Duration) setting {
+		return parsed(env, fl, usage, p, time.ParseDuration, time.Duration.String, "a duration", fix)
 	}
 	return []setting{
 		s("AZURE_TENANT_ID", "tenant-id", "Directory (tenant) ID of the app registration", false, func(c *Config) *string { return &c.TenantID }),
@@ -159,45 +171,21 @@ var settings = func() []setting {
 		{env: "AZURE_CLIENT_SECRET", usage: "the client secret's Value (not its Secret ID)", secret: true, get: func(c *Config) string { return c.ClientSecret },
 			set: func(c *Config, v string) error { c.ClientSecret = strings.TrimRight(v, "\r\n"); return nil }},
 		s("AZURE_CLIENT_SECRET_FILE", "client-secret-file", "file holding the client secret's value (re-read when it changes)", false, func(c *Config) *string { return &c.ClientSecretFile }),
-		{env: "BROKER_CLIENT_SECRET_EXPIRES_ON", flag: "client-secret-expires-on", usage: "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
-			get: func(c *Config) string { return formatDate(c.ClientSecretExpiresOn) },
-			set: func(c *Config, v string) error {
-				t, err := ParseDate(v)
-				if err != nil {
-					return Problem{"BROKER_CLIENT_SECRET_EXPIRES_ON", fmt.Sprintf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q is not a date", v), dateFix}
-				}
-				c.ClientSecretExpiresOn = t
-				return nil
-			}},
+		parsed("BROKER_CLIENT_SECRET_EXPIRES_ON", "client-secret-expires-on", "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
+			func(c *Config) *time.Time { return &c.ClientSecretExpiresOn }, ParseDate, formatDate, "a date", dateFix),
 		s("AZURE_CLIENT_CERTIFICATE_PATH", "client-certificate-path", "PEM or PKCS#12 file holding the client certificate and its private key (re-read when it changes)", false, func(c *Config) *string { return &c.ClientCertificatePath }),
 		// The password has no flag: a flag would show it in the process list.
 		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", usage: "password of a PKCS#12 certificate file", secret: true, get: func(c *Config) string { return c.ClientCertificatePassword },
 			set: func(c *Config, v string) error { c.ClientCertificatePassword = v; return nil }},
-		{env: "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", flag: "client-send-certificate-chain", isBool: true, usage: "send the certificate chain (x5c) with each assertion, for subject name and issuer authentication",
-			get: func(c *Config) string { return strconv.FormatBool(c.SendCertificateChain) },
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(strings.TrimSpace(v))
-				if err != nil {
-					return Problem{"AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", fmt.Sprintf("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=%q is not a boolean", v), "use true or false"}
-				}
-				c.SendCertificateChain = b
-				return nil
-			}},
+		b("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "client-send-certificate-chain", "send the certificate chain (x5c) with each assertion, for subject name and issuer authentication",
+			func(c *Config) *bool { return &c.SendCertificateChain }),
 		s("AZURE_FEDERATED_TOKEN_FILE", "federated-token-file", "file holding a federated token, e.g. the projected service account token of AKS workload identity (re-read when it changes)", false, func(c *Config) *string { return &c.FederatedTokenFile }),
 		s("AZURE_AUTHORITY_HOST", "authority-host", "Entra ID host, e.g. https://login.microsoftonline.com (default: the cloud's)", false, func(c *Config) *string { return &c.AuthorityHost }),
 		s("AZURE_CLOUD", "cloud", "Azure cloud: AzurePublic, AzureUSGovernment or AzureChina", false, func(c *Config) *string { return &c.Cloud }),
 		s("BROKER_LISTEN", "listen", "API listener: host:port or unix:///path", false, func(c *Config) *string { return &c.Listen }),
 		s("BROKER_OPS_LISTEN", "ops-listen", "metrics and health listener: host:port", false, func(c *Config) *string { return &c.OpsListen }),
-		{env: "BROKER_ALLOW_REMOTE_LISTEN", flag: "allow-remote-listen", isBool: true, usage: "let BROKER_LISTEN be an address other hosts can reach (the Host check is no access control)",
-			get: func(c *Config) string { return strconv.FormatBool(c.AllowRemoteListen) },
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(strings.TrimSpace(v))
-				if err != nil {
-					return Problem{"BROKER_ALLOW_REMOTE_LISTEN", fmt.Sprintf("BROKER_ALLOW_REMOTE_LISTEN=%q is not a boolean", v), "use true or false"}
-				}
-				c.AllowRemoteListen = b
-				return nil
-			}},
+		b("BROKER_ALLOW_REMOTE_LISTEN", "allow-remote-listen", "let BROKER_LISTEN be an address other hosts can reach (the Host check is no access control)",
+			func(c *Config) *bool { return &c.AllowRemoteListen }),
 		{env: "BROKER_IDENTITY_HEADER", usage: "secret that callers of /msi/token must send as X-IDENTITY-HEADER, at least 16 characters (unset: /msi/token answers an error naming it)", secret: true, get: func(c *Config) string { return c.IdentityHeader },
 			set: func(c *Config, v string) error { c.IdentityHeader = strings.TrimSpace(v); return nil }},
 		s("BROKER_LOGANALYTICS_ENDPOINT", "loganalytics-endpoint", "upstream of /proxy/loganalytics/ (default: the cloud's Log Analytics endpoint)", false, func(c *Config) *string { return &c.LogAnalyticsEndpoint }),
@@ -208,46 +196,15 @@ var settings = func() []setting {
 		s("BROKER_ROUTES_FILE", "routes-file", "YAML file of custom proxy routes (name, upstream, scope)", false, func(c *Config) *string { return &c.RoutesFile }),
 		s("BROKER_LOG_LEVEL", "log-level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		s("BROKER_LOG_FORMAT", "log-format", "json or console", false, func(c *Config) *string { return &c.LogFormat }),
-		{env: "BROKER_CACHE_SIZE", flag: "cache-size", usage: "maximum number of cached tokens",
-			get: func(c *Config) string { return strconv.Itoa(c.CacheSize) },
-			set: func(c *Config, v string) error {
-				n, err := strconv.Atoi(strings.TrimSpace(v))
-				if err != nil {
-					return Problem{"BROKER_CACHE_SIZE", fmt.Sprintf("BROKER_CACHE_SIZE=%q is not a whole number", v), "set a number of tokens such as 1024"}
-				}
-				c.CacheSize = n
-				return nil
-			}},
-		{env: "BROKER_PROXY_MAX_BODY_BYTES", flag: "proxy-max-body-bytes", usage: "largest request body the proxy accepts, in bytes",
-			get: func(c *Config) string { return strconv.FormatInt(c.ProxyMaxBodyBytes, 10) },
-			set: func(c *Config, v string) error {
-				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				if err != nil {
-					return Problem{"BROKER_PROXY_MAX_BODY_BYTES", fmt.Sprintf("BROKER_PROXY_MAX_BODY_BYTES=%q is not a whole number", v), "set a size in bytes such as 16777216"}
-				}
-				c.ProxyMaxBodyBytes = n
-				return nil
-			}},
-		{env: "BROKER_PROXY_BODY_TIMEOUT", flag: "proxy-body-timeout", usage: "how long a proxied request body may stall before it is refused (408)",
-			get: func(c *Config) string { return c.ProxyBodyTimeout.String() },
-			set: func(c *Config, v string) error {
-				d, err := time.ParseDuration(strings.TrimSpace(v))
-				if err != nil {
-					return Problem{"BROKER_PROXY_BODY_TIMEOUT", fmt.Sprintf("BROKER_PROXY_BODY_TIMEOUT=%q is not a duration", v), "write it like 10s"}
-				}
-				c.ProxyBodyTimeout = d
-				return nil
-			}},
-		{env: "BROKER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", usage: "how long a graceful shutdown waits for requests in flight",
-			get: func(c *Config) string { return c.ShutdownTimeout.String() },
-			set: func(c *Config, v string) error {
-				d, err := time.ParseDuration(strings.TrimSpace(v))
-				if err != nil {
-					return Problem{"BROKER_SHUTDOWN_TIMEOUT", fmt.Sprintf("BROKER_SHUTDOWN_TIMEOUT=%q is not a duration", v), "write it like 15s or 1m"}
-				}
-				c.ShutdownTimeout = d
-				return nil
-			}},
+		parsed("BROKER_CACHE_SIZE", "cache-size", "maximum number of cached tokens",
+			func(c *Config) *int { return &c.CacheSize }, strconv.Atoi, strconv.Itoa, "a whole number", "set a number of tokens such as 1024"),
+		parsed("BROKER_PROXY_MAX_BODY_BYTES", "proxy-max-body-bytes", "largest request body the proxy accepts, in bytes",
+			func(c *Config) *int64 { return &c.ProxyMaxBodyBytes }, func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) },
+			func(n int64) string { return strconv.FormatInt(n, 10) }, "a whole number", "set a size in bytes such as 16777216"),
+		d("BROKER_PROXY_BODY_TIMEOUT", "proxy-body-timeout", "how long a proxied request body may stall before it is refused (408)", "write it like 10s",
+			func(c *Config) *time.Duration { return &c.ProxyBodyTimeout }),
+		d("BROKER_SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful shutdown waits for requests in flight", "write it like 15s or 1m",
+			func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	}
 }()
 
@@ -426,8 +383,6 @@ func SplitList(v string) []string {
 	}
 	return out
 }
-
-var domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
 
 // Mode says which settings Validate requires.
 type Mode int

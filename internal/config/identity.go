@@ -182,7 +182,7 @@ func (id Identity) problems() []Problem {
 		add(w.tenant, useTenant, "%s %s", w.tenant, w.missing)
 	case t == "common" || t == "organizations" || t == "consumers":
 		add(w.tenant, "the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", "%s is %q", w.tenant, t)
-	case !azure.IsGUID(t) && !domainRE.MatchString(t):
+	case !azure.IsGUID(t) && !azure.IsTenantDomain(t):
 		add(w.tenant, useTenant, "%s %q is neither a GUID nor a domain name", w.tenant, t)
 	case azure.IsPlaceholderGUID(t):
 		add(w.tenant, replaceTenant, "%s %q is a placeholder", w.tenant, t)
