@@ -162,16 +162,7 @@ func (p *fileParser) callers(entries []callerEntry, lines []int, identities []st
 func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db userDB) CallerRule {
 	r := CallerRule{Source: p.path + ":" + strconv.Itoa(line), Match: CallerMatch{UID: -1, GID: -1}}
 	p.label = "caller rule " + strconv.Itoa(i+1)
-	str := func(n *yaml.Node, key string) string {
-		if !present(n) {
-			return ""
-		}
-		if n.Kind != yaml.ScalarNode {
-			p.fail(at(n, line), "", "%s: %s must be a single value", p.label, key)
-			return ""
-		}
-		return strings.TrimSpace(n.Value)
-	}
+	str := func(n *yaml.Node, key string) string { return p.str(n, key, line) }
 	list := func(n *yaml.Node, key string, required bool) []string {
 		if !present(n) {
 			if required {

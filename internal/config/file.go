@@ -3,8 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -48,9 +46,6 @@ type identityEntry struct {
 // documentation.
 const identityKeys = "name, tenant_id, client_id, object_id, resource_id, client_secret_file, client_certificate_path, client_certificate_password_file, send_certificate_chain, federated_token_file, secret_expires_on, allowed_scopes, prefetch_scopes"
 
-// maxConfigFile bounds the configuration file.
-const maxConfigFile = 1 << 20
-
 // LoadFile reads the identities of c.ConfigFile (BROKER_CONFIG) into
 // c.Identities; nothing when ConfigFile is empty. The file is YAML:
 //
@@ -72,17 +67,12 @@ func (c *Config) LoadFile() error {
 	if c.ConfigFile == "" {
 		return nil
 	}
-	f, err := os.Open(c.ConfigFile)
+	data, err := yamlfile.Read(c.ConfigFile)
+	if errors.Is(err, yamlfile.ErrTooLarge) {
+		return Problem{"BROKER_CONFIG", fmt.Sprintf("BROKER_CONFIG: %s %v", c.ConfigFile, err), "is it the right file?"}
+	}
 	if err != nil {
 		return Problem{Setting: "BROKER_CONFIG", Problem: "BROKER_CONFIG: cannot read the configuration file: " + err.Error()}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
-	if err != nil {
-		return Problem{Setting: "BROKER_CONFIG", Problem: "BROKER_CONFIG: cannot read the configuration file: " + err.Error()}
-	}
-	if len(data) > maxConfigFile {
-		return Problem{"BROKER_CONFIG", fmt.Sprintf("BROKER_CONFIG: %s is larger than %d bytes", c.ConfigFile, maxConfigFile), "is it the right file?"}
 	}
 	parsed, err := parseFile(c.ConfigFile, data, systemUsers)
 	c.Identities, c.Callers = parsed.identities, parsed.callers
@@ -109,14 +99,13 @@ type file struct {
 func parseFile(path string, data []byte, db userDB) (file, error) {
 	p := &fileParser{path: path, dir: filepath.Dir(path)}
 	var doc fileDoc
-	problems, err := yamlfile.Decode(data, &doc, yamlWords)
-	var se *yamlfile.SyntaxError
+	problems, ok := yamlfile.Decode(data, &doc, yamlWords)
 	switch {
-	case errors.Is(err, io.EOF):
+	case !ok && len(problems) == 0:
 		p.fail(0, `list the identities under "identities:"`, "the file is empty")
 		return file{}, p.err()
-	case errors.As(err, &se):
-		p.fail(se.Line, "fix the YAML syntax", "%s", se.What)
+	case !ok:
+		p.fail(problems[0].Line, "fix the YAML syntax", "%s", problems[0].What)
 		return file{}, p.err()
 	}
 	for _, pr := range problems {
@@ -245,6 +234,19 @@ func at(n *yaml.Node, line int) int {
 	return line
 }
 
+// str is the value of n, the key of an entry at line, trimmed: "" when it
+// is missing or not a single value (a problem).
+func (p *fileParser) str(n *yaml.Node, key string, line int) string {
+	if !present(n) {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		p.fail(at(n, line), "", "%s: %s must be a single value, not a list or a mapping", p.label, key)
+		return ""
+	}
+	return strings.TrimSpace(n.Value)
+}
+
 // present reports whether the key of n was written.
 func present(n *yaml.Node) bool { return n.Kind != 0 && n.Tag != "!!null" }
 
@@ -256,16 +258,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 func (p *fileParser) identity(i, line int, e *identityEntry) Identity {
 	id := Identity{Source: p.path + ":" + strconv.Itoa(line)}
 	p.label = "identity " + strconv.Itoa(i+1)
-	str := func(n *yaml.Node, key string) string {
-		if !present(n) {
-			return ""
-		}
-		if n.Kind != yaml.ScalarNode {
-			p.fail(at(n, line), "", "%s: %s must be a single value, not a list or a mapping", p.label, key)
-			return ""
-		}
-		return strings.TrimSpace(n.Value)
-	}
+	str := func(n *yaml.Node, key string) string { return p.str(n, key, line) }
 
 	id.Name = str(&e.Name, "name")
 	switch {

@@ -3,9 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
@@ -14,12 +12,7 @@ import (
 	"github.com/entrabroker/broker/internal/yamlfile"
 )
 
-// routesFile is the YAML file LoadRoutes reads:
-//
-//	routes:
-//	  - name: kusto
-//	    upstream: https://help.kusto.windows.net
-//	    scope: https://help.kusto.windows.net/.default
+// routesFile is the YAML file LoadRoutes reads.
 type routesFile struct {
 	Routes []routeEntry `yaml:"routes"`
 }
@@ -45,7 +38,10 @@ type routeEntry struct {
 // New checks them. An entry named like a built-in route replaces it (see
 // Routes).
 func LoadRoutes(path string) ([]Route, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlfile.Read(path)
+	if errors.Is(err, yamlfile.ErrTooLarge) {
+		return nil, fmt.Errorf("load routes: %s %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load routes: %w", err)
 	}
@@ -54,14 +50,7 @@ func LoadRoutes(path string) ([]Route, error) {
 
 func parseRoutes(path string, data []byte) ([]Route, error) {
 	var f routesFile
-	problems, err := yamlfile.Decode(data, &f, routeWords)
-	var se *yamlfile.SyntaxError
-	switch {
-	case errors.Is(err, io.EOF):
-		return nil, fmt.Errorf("load routes: %s: no routes defined", path)
-	case errors.As(err, &se):
-		problems = []yamlfile.Problem{se.Problem}
-	}
+	problems, _ := yamlfile.Decode(data, &f, routeWords)
 	if len(problems) > 0 {
 		errs := make([]error, len(problems))
 		for i, p := range problems {
