@@ -22,34 +22,11 @@ import (
 // Config is the broker's whole configuration. Secret fields are never
 // printed: String redacts them.
 type Config struct {
-	// TenantID is the Directory (tenant) ID of the app registration (AZURE_TENANT_ID).
-	TenantID string
-	// ClientID is the Application (client) ID (AZURE_CLIENT_ID).
-	ClientID string
-	// ClientSecret is the client secret's Value (AZURE_CLIENT_SECRET). Secret.
-	ClientSecret string
-	// ClientSecretFile is a file holding the secret (AZURE_CLIENT_SECRET_FILE),
-	// re-read when it changes.
-	ClientSecretFile string
-	// ClientSecretExpiresOn is when the client secret expires
-	// (BROKER_CLIENT_SECRET_EXPIRES_ON, a date such as 2027-05-01), for the
-	// credential-expiry metric and warning; zero means unknown.
-	ClientSecretExpiresOn time.Time
-	// ClientCertificatePath is a PEM or PKCS#12 file holding the client
-	// certificate and its private key (AZURE_CLIENT_CERTIFICATE_PATH),
-	// re-read when it changes.
-	ClientCertificatePath string
-	// ClientCertificatePassword decrypts a PKCS#12 certificate file
-	// (AZURE_CLIENT_CERTIFICATE_PASSWORD). Secret.
-	ClientCertificatePassword string
-	// SendCertificateChain adds the certificate chain (x5c) to every client
-	// assertion, for subject name and issuer authentication
-	// (AZURE_CLIENT_SEND_CERTIFICATE_CHAIN).
-	SendCertificateChain bool
-	// FederatedTokenFile is a file holding a federated token, such as a
-	// Kubernetes projected service account token (AZURE_FEDERATED_TOKEN_FILE),
-	// sent as the client assertion and re-read when it changes.
-	FederatedTokenFile string
+	// Identity is the identity of the environment (AZURE_TENANT_ID,
+	// AZURE_CLIENT_ID, a credential, BROKER_CLIENT_SECRET_EXPIRES_ON,
+	// BROKER_ALLOWED_SCOPES and BROKER_PREFETCH_SCOPES): the one named
+	// DefaultIdentity. Its Name and Source are not read.
+	Identity
 	// AuthorityHost overrides the cloud's Entra host (AZURE_AUTHORITY_HOST).
 	AuthorityHost string
 	// Cloud names the Azure cloud (AZURE_CLOUD): AzurePublic (default),
@@ -72,10 +49,6 @@ type Config struct {
 	// LogAnalyticsEndpoint is the upstream of /proxy/loganalytics/
 	// (BROKER_LOGANALYTICS_ENDPOINT); empty means the cloud's default.
 	LogAnalyticsEndpoint string
-	// PrefetchScopes are fetched at start and kept warm (BROKER_PREFETCH_SCOPES).
-	PrefetchScopes []string
-	// AllowedScopes, when not empty, are the only scopes served (BROKER_ALLOWED_SCOPES).
-	AllowedScopes []string
 	// ConfigFile is a YAML file naming more identities (BROKER_CONFIG); see
 	// LoadFile. Empty means none.
 	ConfigFile string
@@ -172,7 +145,7 @@ var settings = func() []setting {
 			set: func(c *Config, v string) error { c.ClientSecret = strings.TrimRight(v, "\r\n"); return nil }},
 		s("AZURE_CLIENT_SECRET_FILE", "client-secret-file", "file holding the client secret's value (re-read when it changes)", false, func(c *Config) *string { return &c.ClientSecretFile }),
 		parsed("BROKER_CLIENT_SECRET_EXPIRES_ON", "client-secret-expires-on", "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
-			func(c *Config) *time.Time { return &c.ClientSecretExpiresOn }, ParseDate, formatDate, "a date", dateFix),
+			func(c *Config) *time.Time { return &c.SecretExpiresOn }, ParseDate, formatDate, "a date", dateFix),
 		s("AZURE_CLIENT_CERTIFICATE_PATH", "client-certificate-path", "PEM or PKCS#12 file holding the client certificate and its private key (re-read when it changes)", false, func(c *Config) *string { return &c.ClientCertificatePath }),
 		// The password has no flag: a flag would show it in the process list.
 		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", usage: "password of a PKCS#12 certificate file", secret: true, get: func(c *Config) string { return c.ClientCertificatePassword },

@@ -89,15 +89,9 @@ func (c Config) Served() []Identity {
 
 // envIdentity is the identity of the environment's settings.
 func (c Config) envIdentity() Identity {
-	return Identity{
-		Name:     DefaultIdentity,
-		TenantID: c.TenantID, ClientID: c.ClientID,
-		ClientSecret: c.ClientSecret, ClientSecretFile: c.ClientSecretFile,
-		ClientCertificatePath: c.ClientCertificatePath, ClientCertificatePassword: c.ClientCertificatePassword,
-		SendCertificateChain: c.SendCertificateChain, FederatedTokenFile: c.FederatedTokenFile,
-		SecretExpiresOn: c.ClientSecretExpiresOn,
-		AllowedScopes:   c.AllowedScopes, PrefetchScopes: c.PrefetchScopes,
-	}
+	id := c.Identity
+	id.Name, id.Source = DefaultIdentity, ""
+	return id
 }
 
 // vocabulary is how a source of identities names an identity's settings in
