@@ -103,8 +103,8 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	} else {
 		printChecks(stdout, ck.results)
 	}
-	if n := ck.failures(); n > 0 {
-		return checkFailed{n, ck.checks()}
+	if failed, warned := tally(ck.results); failed > 0 {
+		return checkFailed{failed, len(ck.results) - warned}
 	}
 	return nil
 }
@@ -123,25 +123,17 @@ func (c *checker) fail(check, detail, hint string) {
 	c.results = append(c.results, checkResult{Check: check, Detail: detail, Hint: hint})
 }
 
-// checks counts the results that are checks, not warnings.
-func (c *checker) checks() int {
-	n := 0
-	for _, r := range c.results {
-		if !r.OK || r.Hint == "" {
-			n++
+// tally counts the failed checks and the warnings (which are not checks).
+func tally(results []checkResult) (failed, warned int) {
+	for _, r := range results {
+		switch {
+		case !r.OK:
+			failed++
+		case r.Hint != "":
+			warned++
 		}
 	}
-	return n
-}
-
-func (c *checker) failures() int {
-	n := 0
-	for _, r := range c.results {
-		if !r.OK {
-			n++
-		}
-	}
-	return n
+	return failed, warned
 }
 
 // run performs the checks of a valid configuration.
@@ -431,22 +423,20 @@ func printChecks(w io.Writer, results []checkResult) {
 		width = max(width, len(r.Check))
 	}
 	var b bytes.Buffer
-	failed, warned := 0, 0
 	for _, r := range results {
 		mark := "✓"
 		switch {
 		case !r.OK:
 			mark = "✗"
-			failed++
 		case r.Hint != "":
 			mark = "!"
-			warned++
 		}
 		fmt.Fprintf(&b, "%s %-*s  %s\n", mark, width, r.Check, r.Detail)
 		if r.Hint != "" {
 			fmt.Fprintf(&b, "  %*s  fix: %s\n", width, "", r.Hint)
 		}
 	}
+	failed, warned := tally(results)
 	warnings := ""
 	if warned > 0 {
 		warnings = fmt.Sprintf(" (%d %s)", warned, plural(warned, "warning", "warnings"))

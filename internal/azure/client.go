@@ -397,13 +397,21 @@ func configError(codes []int, desc, hint string) *Error {
 // newHTTPClient returns the default client for token requests. Each timeout
 // says why it has its value.
 func newHTTPClient() *http.Client {
+	t := NewTransport()
+	// Entra's token endpoint answers within a second or two; waiting longer
+	// for headers only delays the retry.
+	t.ResponseHeaderTimeout = 20 * time.Second
+	// Refreshes are minutes apart: two warm connections per host are plenty.
+	t.MaxIdleConnsPerHost = 2
+	// Entra's response headers are small; bound them like the body.
+	t.MaxResponseHeaderBytes = 64 << 10
 	return &http.Client{
 		// Timeout bounds a whole token request, dial to last body byte. Entra
 		// answers in well under a second; 30 s is msal-go's default and
 		// leaves room for a slow egress proxy. A caller's ctx can cut it
 		// shorter.
 		Timeout:   30 * time.Second,
-		Transport: tokenTransport(),
+		Transport: t,
 	}
 }
 

@@ -44,16 +44,3 @@ func NewTransport() *http.Transport {
 		ForceAttemptHTTP2: true,
 	}
 }
-
-// tokenTransport is NewTransport tuned for token requests.
-func tokenTransport() *http.Transport {
-	t := NewTransport()
-	// Entra's token endpoint answers within a second or two; waiting longer
-	// for headers only delays the retry.
-	t.ResponseHeaderTimeout = 20 * time.Second
-	// Refreshes are minutes apart: two warm connections per host are plenty.
-	t.MaxIdleConnsPerHost = 2
-	// Entra's response headers are small; bound them like the body.
-	t.MaxResponseHeaderBytes = 64 << 10
-	return t
-}
