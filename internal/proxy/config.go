@@ -49,24 +49,26 @@ func LoadRoutes(path string) ([]Route, error) {
 }
 
 func parseRoutes(path string, data []byte) ([]Route, error) {
+	var errs []error
+	fail := func(line int, format string, args ...any) {
+		where := path
+		if line > 0 {
+			where += ":" + strconv.Itoa(line)
+		}
+		errs = append(errs, fmt.Errorf("load routes: %s: %s", where, fmt.Sprintf(format, args...)))
+	}
 	var f routesFile
 	problems, _ := yamlfile.Decode(data, &f, routeWords)
-	if len(problems) > 0 {
-		errs := make([]error, len(problems))
-		for i, p := range problems {
-			errs[i] = fmt.Errorf("load routes: %s: %s", where(path, p.Line), p.What)
-		}
+	for _, p := range problems {
+		fail(p.Line, "%s", p.What)
+	}
+	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	if len(f.Routes) == 0 {
 		return nil, fmt.Errorf("load routes: %s: no routes defined", path)
 	}
 	lines := yamlfile.ItemLines(data, "routes")
-
-	var errs []error
-	fail := func(line int, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("load routes: %s:%d: %s", path, line, fmt.Sprintf(format, args...)))
-	}
 	seen := make(map[string]int, len(f.Routes))
 	routes := make([]Route, 0, len(f.Routes))
 	for i, e := range f.Routes {
@@ -136,14 +138,6 @@ func scalar(n *yaml.Node) (string, bool) {
 	default:
 		return "", false
 	}
-}
-
-// where is path:line, or path alone for line 0.
-func where(path string, line int) string {
-	if line == 0 {
-		return path
-	}
-	return path + ":" + strconv.Itoa(line)
 }
 
 // routeWords describe the decoder's findings in the routes file's terms.
