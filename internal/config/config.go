@@ -411,19 +411,21 @@ func (ps Problems) Err() error {
 // AsProblems lists the problems of err: its Problems, and each other error
 // it joins as a Problem with no fix.
 func AsProblems(err error) Problems {
-	switch e := err.(type) {
-	case nil:
+	var joined interface{ Unwrap() []error }
+	var ps Problems
+	var p Problem
+	switch {
+	case err == nil:
 		return nil
-	case Problems:
-		return e
-	case Problem:
-		return Problems{e}
-	case interface{ Unwrap() []error }:
-		var out Problems
-		for _, err := range e.Unwrap() {
-			out = append(out, AsProblems(err)...)
+	case errors.As(err, &joined):
+		for _, err := range joined.Unwrap() {
+			ps = append(ps, AsProblems(err)...)
 		}
-		return out
+		return ps
+	case errors.As(err, &ps):
+		return ps
+	case errors.As(err, &p):
+		return Problems{p}
 	}
 	return Problems{{Problem: err.Error()}}
 }
