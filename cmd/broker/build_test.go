@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/emulator"
+	"github.com/entrabroker/broker/internal/emulator/loganalytics"
 )
 
 // testKey is one RSA key for every certificate the tests make: generating a
@@ -72,11 +74,11 @@ func writeCertificate(t *testing.T, dir, name string, notAfter time.Time) (strin
 // builds the broker from it.
 func buildFrom(t *testing.T, env map[string]string) *broker {
 	t.Helper()
-	cfg, err := loadConfig("serve", nil, func(k string) string { return env[k] }, os.Stderr, config.Serve, nil)
+	cfg, custom, err := loadConfig("serve", nil, func(k string) string { return env[k] }, os.Stderr, config.Serve, nil)
 	if err != nil {
 		t.Fatalf("loadConfig = %v", err)
 	}
-	b, err := build(cfg, zap.NewNop())
+	b, err := build(cfg, custom, zap.NewNop())
 	if err != nil {
 		t.Fatalf("build = %v", err)
 	}
@@ -345,11 +347,11 @@ func TestRouteScopeNotAllowed(t *testing.T) {
 		"AZURE_TENANT_ID": emulator.DemoTenantID, "AZURE_CLIENT_ID": emulator.DemoClientID, "AZURE_CLIENT_SECRET": "s",
 		"BROKER_ROUTES_FILE": routesPath, "BROKER_ALLOWED_SCOPES": "https://api.loganalytics.io",
 	}
-	cfg, err := loadConfig("serve", nil, func(k string) string { return env[k] }, os.Stderr, config.Serve, nil)
+	cfg, custom, err := loadConfig("serve", nil, func(k string) string { return env[k] }, os.Stderr, config.Serve, nil)
 	if err != nil {
 		t.Fatalf("loadConfig = %v", err)
 	}
-	_, err = build(cfg, zap.NewNop())
+	_, err = build(cfg, custom, zap.NewNop())
 	want := `BROKER_ROUTES_FILE: route "kusto" uses scope https://help.kusto.windows.net/.default, which BROKER_ALLOWED_SCOPES does not allow (https://api.loganalytics.io/.default): add the scope to BROKER_ALLOWED_SCOPES, or remove the route`
 	if err == nil || err.Error() != want {
 		t.Errorf("build = %v\nwant %s", err, want)
@@ -357,5 +359,29 @@ func TestRouteScopeNotAllowed(t *testing.T) {
 	env["BROKER_ALLOWED_SCOPES"] = "https://api.loganalytics.io,https://help.kusto.windows.net"
 	if b := buildFrom(t, env); len(b.routes) != 5 {
 		t.Errorf("routes = %d, want the 3 built-in and 2 custom ones", len(b.routes))
+	}
+}
+
+// TestRoutesFileRepointsABuiltInRoute aims the built-in appinsights route at
+// the emulator from the routes file: the entry replaces the built-in one
+// instead of being refused as defined twice, and the proxy sends to it.
+func TestRoutesFileRepointsABuiltInRoute(t *testing.T) {
+	_, emu := emulated(t)
+	routesPath := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(routesPath, []byte("routes:\n  - name: appinsights\n    upstream: "+emu.URL+"\n    scope: https://api.loganalytics.io/.default\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := serveEnv(emu.URL)
+	env["BROKER_ROUTES_FILE"] = routesPath
+	if b := buildFrom(t, env); len(b.routes) != 3 || b.routes[1].Name != "appinsights" || b.routes[1].Upstream.String() != emu.URL {
+		t.Errorf("routes = %v, want the 3 built-in ones with appinsights at %s", b.routes, emu.URL)
+	}
+	r := start(t, env)
+	status, _, body := call(t, "GET", r.api+"/proxy/appinsights/v1/workspaces/"+loganalytics.DemoWorkspaceID+"/query?query=print%201", nil, "")
+	if status != http.StatusOK {
+		t.Errorf("GET /proxy/appinsights/… = %d %s, want 200 from the emulator", status, body)
+	}
+	if err := r.stop(t); err != nil {
+		t.Errorf("stop = %v", err)
 	}
 }

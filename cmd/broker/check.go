@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -46,6 +45,9 @@ type checkResult struct {
 	// Hint says what to do when the check failed or warns; empty when it
 	// passed.
 	Hint string `json:"hint"`
+	// Setting names the setting to change for a configuration problem or
+	// warning (see config.Problem); empty for the other checks.
+	Setting string `json:"setting"`
 }
 
 // checkClockKey, when set in the context, is the clock of `broker check`:
@@ -68,10 +70,10 @@ func (e checkFailed) Error() string {
 func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var workspace, scope string
 	var asJSON bool
-	cfg, err := loadConfig("check", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
+	cfg, _, err := loadConfig("check", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
 		fs.StringVar(&workspace, "workspace", "", "the `ID` of a Log Analytics workspace (a GUID): run the query \"print 1\" in it with each identity's token")
 		fs.StringVar(&scope, "scope", "", "the `scope` of the tokens to fetch (default: the cloud's Log Analytics scope)")
-		fs.BoolVar(&asJSON, "json", false, "print the checks as a JSON array of {check, ok, detail, hint}")
+		fs.BoolVar(&asJSON, "json", false, "print the checks as a JSON array of {check, ok, detail, hint, setting}")
 	})
 	var ce configError
 	switch {
@@ -85,10 +87,9 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 		now = c
 	}
 	ck := &checker{now: now}
-	if ce.err != nil {
-		for _, p := range strings.Split(ce.err.Error(), "\n") {
-			detail, hint := splitFix(p)
-			ck.fail("config", detail, hint)
+	if ce.problems != nil {
+		for _, p := range ce.problems {
+			ck.results = append(ck.results, checkResult{Check: "config", Detail: p.Problem, Hint: fixHint(p.Fix), Setting: p.Setting})
 		}
 	} else {
 		ck.run(ctx, cfg, workspace, scope, stderr)
@@ -102,8 +103,8 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	} else {
 		printChecks(stdout, ck.results)
 	}
-	if n := ck.failures(); n > 0 {
-		return checkFailed{n, ck.checks()}
+	if failed, warned := tally(ck.results); failed > 0 {
+		return checkFailed{failed, len(ck.results) - warned}
 	}
 	return nil
 }
@@ -122,36 +123,22 @@ func (c *checker) fail(check, detail, hint string) {
 	c.results = append(c.results, checkResult{Check: check, Detail: detail, Hint: hint})
 }
 
-// warn records something that works but should not be left so: it does
-// not fail the check.
-func (c *checker) warn(check, detail, hint string) {
-	c.results = append(c.results, checkResult{Check: check, OK: true, Detail: detail, Hint: hint})
-}
-
-// checks counts the results that are checks, not warnings.
-func (c *checker) checks() int {
-	n := 0
-	for _, r := range c.results {
-		if !r.OK || r.Hint == "" {
-			n++
+// tally counts the failed checks and the warnings (which are not checks).
+func tally(results []checkResult) (failed, warned int) {
+	for _, r := range results {
+		switch {
+		case !r.OK:
+			failed++
+		case r.Hint != "":
+			warned++
 		}
 	}
-	return n
-}
-
-func (c *checker) failures() int {
-	n := 0
-	for _, r := range c.results {
-		if !r.OK {
-			n++
-		}
-	}
-	return n
+	return failed, warned
 }
 
 // run performs the checks of a valid configuration.
 func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope string, stderr io.Writer) {
-	cloud, err := azure.CloudByName(cfg.Cloud)
+	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		c.fail("config", err.Error(), "Set AZURE_CLOUD to AzurePublic, AzureUSGovernment or AzureChina.")
 		return
@@ -162,23 +149,22 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 		c.fail("config", "--scope: "+describe(err), hintOf(err))
 		return
 	}
-	specs := identitySpecs(cfg)
+	ids := cfg.Served()
 	var names []string
-	for _, s := range specs {
-		names = append(names, s.name)
+	for _, id := range ids {
+		names = append(names, id.Name)
 	}
 	authority := cloud.AuthorityHost
 	if cfg.AuthorityHost != "" {
 		authority = strings.TrimSuffix(cfg.AuthorityHost, "/")
 	}
 	c.pass("config", fmt.Sprintf("valid: %d %s (%s), cloud %s, authority %s",
-		len(specs), plural(len(specs), "identity", "identities"), strings.Join(names, ", "), cloud.Name, authority))
+		len(ids), plural(len(ids), "identity", "identities"), strings.Join(names, ", "), cloud.Name, authority))
 	for _, w := range cfg.Warnings() {
-		detail, hint := splitFix(w)
-		c.warn("warning", detail, hint)
+		c.results = append(c.results, checkResult{Check: "warning", OK: true, Detail: w.Problem, Hint: fixHint(w.Fix), Setting: w.Setting})
 	}
 	c.callers(cfg)
-	if workspace != "" && !guidRE.MatchString(workspace) {
+	if workspace != "" && !azure.IsGUID(workspace) {
 		c.fail("workspace", fmt.Sprintf("--workspace %q is not a workspace ID", workspace),
 			"Use the Workspace ID, a GUID on the workspace's Overview page in the Azure portal (not its name or resource ID).")
 		workspace = ""
@@ -192,13 +178,10 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 	}
 	log = log.WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
 	endpoint := cloud.LogAnalytics.Endpoint
-	if cfg.LogAnalyticsEndpoint != "" {
-		endpoint = strings.TrimSuffix(cfg.LogAnalyticsEndpoint, "/")
-	}
-	for _, s := range specs {
-		tok, ok := c.token(ctx, cfg, cloud, s, scope, log)
+	for _, id := range ids {
+		tok, ok := c.token(ctx, cfg, cloud, id, scope, log)
 		if ok && workspace != "" {
-			c.query(ctx, s, endpoint, workspace, tok)
+			c.query(ctx, id, endpoint, workspace, tok)
 		}
 	}
 }
@@ -251,9 +234,9 @@ func decodeClaims(token string) (tokenClaims, error) {
 
 // token fetches the identity's token for scope and checks its claims. It
 // returns the token for the query check; the token itself is never printed.
-func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Cloud, s identitySpec, scope string, log *zap.Logger) (string, bool) {
-	check := "token:" + s.name
-	client, _, err := s.client(cfg, cloud, log)
+func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Cloud, id config.Identity, scope string, log *zap.Logger) (string, bool) {
+	check := "token:" + id.Name
+	client, _, err := newClient(id, cfg, cloud, log)
 	if err != nil {
 		c.fail(check, describe(err), hintOf(err))
 		return "", false
@@ -284,10 +267,10 @@ func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Clou
 		strings.Join(claims.Audience, ","), claims.TenantID, appID, roles, exp.Format(time.RFC3339), minutes(exp.Sub(c.now())))
 	wantAud := strings.TrimSuffix(scope, "/.default")
 	switch {
-	case !strings.EqualFold(appID, s.clientID):
-		c.fail(check, detail, "The token names another app than the configured client ID "+s.clientID+": check AZURE_AUTHORITY_HOST.")
-	case guidRE.MatchString(s.tenantID) && !strings.EqualFold(claims.TenantID, s.tenantID):
-		c.fail(check, detail, "The token comes from another tenant than the configured "+s.tenantID+": check the tenant ID.")
+	case !strings.EqualFold(appID, id.ClientID):
+		c.fail(check, detail, "The token names another app than the configured client ID "+id.ClientID+": check AZURE_AUTHORITY_HOST.")
+	case azure.IsGUID(id.TenantID) && !strings.EqualFold(claims.TenantID, id.TenantID):
+		c.fail(check, detail, "The token comes from another tenant than the configured "+id.TenantID+": check the tenant ID.")
 	case !audienceMatches(claims.Audience, wantAud):
 		c.fail(check, detail, "The token's audience is not "+wantAud+": check AZURE_CLOUD and the scope.")
 	default:
@@ -320,8 +303,8 @@ type laError struct {
 }
 
 // query runs `print 1` in workspace with token and explains the answer.
-func (c *checker) query(ctx context.Context, s identitySpec, endpoint, workspace, token string) {
-	check := "query:" + s.name
+func (c *checker) query(ctx context.Context, id config.Identity, endpoint, workspace, token string) {
+	check := "query:" + id.Name
 	u := endpoint + "/v1/workspaces/" + url.PathEscape(workspace) + "/query"
 	qctx, cancel := context.WithTimeout(ctx, checkQueryTimeout)
 	defer cancel()
@@ -356,13 +339,13 @@ func (c *checker) query(ctx context.Context, s identitySpec, endpoint, workspace
 		c.pass(check, fmt.Sprintf("workspace %s: print 1 ran: the identity can query the workspace", workspace))
 	case resp.StatusCode == http.StatusForbidden && e.Error.Code == "InsufficientAccessError":
 		c.fail(check, what+": the identity has no role on the workspace, or its role assignment is still propagating",
-			fmt.Sprintf("Assign Log Analytics Reader (or Reader) on the workspace to the app %s (Access control (IAM) → Add role assignment → the app's name). A new assignment takes up to 60 minutes to reach the Log Analytics API: if you just made it, run broker check again later.", s.clientID))
+			fmt.Sprintf("Assign Log Analytics Reader (or Reader) on the workspace to the app %s (Access control (IAM) → Add role assignment → the app's name). A new assignment takes up to 60 minutes to reach the Log Analytics API: if you just made it, run broker check again later.", id.ClientID))
 	case resp.StatusCode == http.StatusForbidden:
 		c.fail(check, what+": Log Analytics does not accept the token",
 			"The token must be for https://api.loganalytics.io in the workspace's cloud: check AZURE_CLOUD and BROKER_LOGANALYTICS_ENDPOINT, and that the workspace's tenant is the identity's tenant.")
 	case resp.StatusCode == http.StatusUnauthorized:
 		c.fail(check, what+": Log Analytics refused the token",
-			"The token expired or was not accepted: check the machine's clock, that the workspace is in the identity's tenant ("+s.tenantID+"), and AZURE_CLOUD.")
+			"The token expired or was not accepted: check the machine's clock, that the workspace is in the identity's tenant ("+id.TenantID+"), and AZURE_CLOUD.")
 	case resp.StatusCode == http.StatusNotFound:
 		c.fail(check, what+": the query path does not exist at "+endpoint,
 			"BROKER_LOGANALYTICS_ENDPOINT must be the API's base URL, such as https://api.loganalytics.azure.com (no /v1, no workspace path).")
@@ -377,9 +360,6 @@ func (c *checker) query(ctx context.Context, s identitySpec, endpoint, workspace
 			"Log Analytics may be unavailable or throttling: run broker check again in a few minutes.")
 	}
 }
-
-// guidRE matches a GUID, as the portal shows IDs.
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // describe is the one-line account of a token failure: Entra's sentence when
 // there is one.
@@ -411,17 +391,13 @@ func redactToken(s, token string) string {
 	return strings.ReplaceAll(s, token, "[token]")
 }
 
-// fixRE finds the start of the "what to do" part of a configuration problem.
-var fixRE = regexp.MustCompile(`: (use|set|copy|add|keep|write|give|fix|drop|choose|put|name|list|replace|check|make) `)
-
-// splitFix splits a configuration problem, "<what is wrong>: <what to do>",
-// into the two; a problem without a fix gets a general one.
-func splitFix(problem string) (detail, hint string) {
-	if loc := fixRE.FindStringIndex(problem); loc != nil {
-		fix := problem[loc[0]+2:]
-		return problem[:loc[0]], strings.ToUpper(fix[:1]) + fix[1:] + "."
+// fixHint is the hint of a configuration problem whose fix is fix: the
+// fix as a sentence, or a general one when the problem says it all.
+func fixHint(fix string) string {
+	if fix == "" {
+		return "Correct the configuration as the message says, then run broker check again."
 	}
-	return problem, "Correct the configuration as the message says, then run broker check again."
+	return strings.ToUpper(fix[:1]) + fix[1:] + "."
 }
 
 // minutes formats a duration to the minute, e.g. "59m" or "2h05m".
@@ -448,22 +424,20 @@ func printChecks(w io.Writer, results []checkResult) {
 		width = max(width, len(r.Check))
 	}
 	var b bytes.Buffer
-	failed, warned := 0, 0
 	for _, r := range results {
 		mark := "✓"
 		switch {
 		case !r.OK:
 			mark = "✗"
-			failed++
 		case r.Hint != "":
 			mark = "!"
-			warned++
 		}
 		fmt.Fprintf(&b, "%s %-*s  %s\n", mark, width, r.Check, r.Detail)
 		if r.Hint != "" {
 			fmt.Fprintf(&b, "  %*s  fix: %s\n", width, "", r.Hint)
 		}
 	}
+	failed, warned := tally(results)
 	warnings := ""
 	if warned > 0 {
 		warnings = fmt.Sprintf(" (%d %s)", warned, plural(warned, "warning", "warnings"))

@@ -32,8 +32,9 @@ func (c *checker) callers(cfg config.Config) {
 		c.pass("rule:"+r.Name, "match "+matchWords(r.Match)+" ("+r.Source+"): "+grants(&r))
 	}
 	if len(cfg.Callers) == 0 {
-		c.warn("warning", "BROKER_CONFIG has an empty callers: list: the broker serves no one",
-			"Add rules under callers:, or remove the key to let every local caller have every token.")
+		c.results = append(c.results, checkResult{Check: "warning", OK: true, Setting: "BROKER_CONFIG",
+			Detail: "the callers: list is empty: the broker serves no one",
+			Hint:   "Add rules under callers:, or remove the key to let every local caller have every token."})
 	}
 }
 

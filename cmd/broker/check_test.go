@@ -173,7 +173,7 @@ func TestCheck(t *testing.T) {
 						t.Fatalf("--json output is not a JSON array: %v\n%s", err, &stdout)
 					}
 					for _, r := range results {
-						if diff := cmp.Diff([]string{"check", "detail", "hint", "ok"}, keysOf(r)); diff != "" {
+						if diff := cmp.Diff([]string{"check", "detail", "hint", "ok", "setting"}, keysOf(r)); diff != "" {
 							t.Errorf("a JSON check's fields (-want +got):\n%s", diff)
 						}
 					}
@@ -284,17 +284,14 @@ func golden(t *testing.T, path, got string) {
 	}
 }
 
-func TestSplitFix(t *testing.T) {
+func TestFixHint(t *testing.T) {
 	t.Parallel()
-	tests := []struct{ in, detail, hint string }{
-		{"AZURE_CLIENT_ID is not set: use the Application (client) ID", "AZURE_CLIENT_ID is not set", "Use the Application (client) ID."},
-		{`f.yaml:3: identity "a": client_id is missing: use the Application (client) ID`, `f.yaml:3: identity "a": client_id is missing`, "Use the Application (client) ID."},
-		{"BROKER_CONFIG: cannot read the configuration file: open x: no such file", "BROKER_CONFIG: cannot read the configuration file: open x: no such file", "Correct the configuration as the message says, then run broker check again."},
-	}
-	for _, tt := range tests {
-		d, h := splitFix(tt.in)
-		if d != tt.detail || h != tt.hint {
-			t.Errorf("splitFix(%q) = %q, %q; want %q, %q", tt.in, d, h, tt.detail, tt.hint)
+	for fix, want := range map[string]string{
+		"use the Application (client) ID": "Use the Application (client) ID.",
+		"":                                "Correct the configuration as the message says, then run broker check again.",
+	} {
+		if got := fixHint(fix); got != want {
+			t.Errorf("fixHint(%q) = %q, want %q", fix, got, want)
 		}
 	}
 }

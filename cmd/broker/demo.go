@@ -66,7 +66,7 @@ func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoE
 	// environment, and the identities file (its apps are not in the demo).
 	// `broker demo -h` says so.
 	cfg.ClientCertificatePath, cfg.ClientCertificatePassword, cfg.SendCertificateChain = "", "", false
-	cfg.FederatedTokenFile, cfg.ClientSecretExpiresOn = "", time.Time{}
+	cfg.FederatedTokenFile, cfg.SecretExpiresOn = "", time.Time{}
 	cfg.ConfigFile, cfg.Identities = "", nil
 	// The emulator stands in for the public cloud's endpoints and audiences.
 	cfg.Cloud = "AzurePublic"

@@ -63,35 +63,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // loadConfig applies the defaults, the environment and the flags (command
 // name's own, registered by own, and the configuration flags of its
-// groups), in that order, and validates the result for mode.
-func loadConfig(name string, args []string, getenv func(string) string, stdout io.Writer, mode config.Mode, own func(*flag.FlagSet)) (config.Config, error) {
+// groups), in that order, reads the configuration and routes files, and
+// validates the result for mode. It returns the routes file's routes.
+func loadConfig(name string, args []string, getenv func(string) string, stdout io.Writer, mode config.Mode, own func(*flag.FlagSet)) (config.Config, []proxy.Route, error) {
 	c, ok := commandNamed(name)
 	if !ok {
-		return config.Config{}, fmt.Errorf("loadConfig: no command %q", name)
+		return config.Config{}, nil, fmt.Errorf("loadConfig: no command %q", name)
 	}
 	cfg := config.Default()
 	envErr := cfg.FromEnv(getenv)
 	if err := parseFlags(c, args, stdout, &cfg, own); err != nil {
-		return cfg, err
+		return cfg, nil, err
 	}
 	fileErr := cfg.LoadFile()
+	var routes []proxy.Route
 	var routesErr error
 	if cfg.RoutesFile != "" {
-		if _, err := proxy.LoadRoutes(cfg.RoutesFile); err != nil {
-			routesErr = fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
-		}
+		routes, routesErr = proxy.LoadRoutes(cfg.RoutesFile)
 	}
-	if err := errors.Join(envErr, fileErr, routesErr, cfg.Validate(mode)); err != nil {
-		return cfg, configError{err}
+	ps := config.AsProblems(errors.Join(envErr, fileErr))
+	for _, p := range config.AsProblems(routesErr) {
+		ps = append(ps, config.Problem{Setting: "BROKER_ROUTES_FILE", Problem: "BROKER_ROUTES_FILE: " + p.Problem, Fix: p.Fix})
 	}
-	return cfg, nil
+	if ps = append(ps, config.AsProblems(cfg.Validate(mode))...); len(ps) > 0 {
+		return cfg, nil, configError{ps}
+	}
+	return cfg, routes, nil
 }
 
 // configError lists every configuration problem, one per line.
-type configError struct{ err error }
+type configError struct{ problems config.Problems }
 
 func (e configError) Error() string {
-	return "the configuration has problems:\n  - " + strings.ReplaceAll(e.err.Error(), "\n", "\n  - ")
+	return "the configuration has problems:\n  - " + strings.ReplaceAll(e.problems.Error(), "\n", "\n  - ")
 }
 
-func (e configError) Unwrap() error { return e.err }
+func (e configError) Unwrap() error { return e.problems }

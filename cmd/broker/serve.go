@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -62,7 +61,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if mode == config.Demo {
 		name = "demo"
 	}
-	cfg, err := loadConfig(name, args, getenv, stdout, mode, nil)
+	cfg, custom, err := loadConfig(name, args, getenv, stdout, mode, nil)
 	if err != nil {
 		return err
 	}
@@ -84,7 +83,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// After startDemo: the demo's configuration is the one that runs.
 	for _, w := range cfg.Warnings() {
-		log.Warn(w)
+		log.Warn(w.Error(), zap.String("setting", w.Setting))
 	}
 
 	apiLn, err := listen(cfg.Listen)
@@ -105,7 +104,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 
-	b, err := build(cfg, log)
+	b, err := build(cfg, custom, log)
 	if err != nil {
 		return err
 	}
@@ -196,8 +195,9 @@ type broker struct {
 	prefetch []cache.Key
 }
 
-// build wires the token source, the cache, the proxy and the routers from cfg.
-func build(cfg config.Config, log *zap.Logger) (*broker, error) {
+// build wires the token source, the cache, the proxy and the routers from
+// cfg and the routes of its routes file, custom.
+func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -205,7 +205,7 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		buildInfo(),
 	)
 
-	cloud, err := azure.CloudByName(cfg.Cloud)
+	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		return nil, err
 	}
@@ -213,28 +213,29 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	var ids []httpapi.Identity
 	var prefetch []cache.Key
 	var expiring []expiringIdentity
-	for _, spec := range identitySpecs(cfg) {
-		client, cred, err := spec.client(cfg, cloud, log.Named("azure").With(zap.String("identity", spec.name)))
+	for _, cid := range cfg.Served() {
+		client, cred, err := newClient(cid, cfg, cloud, log.Named("azure").With(zap.String("identity", cid.Name)))
 		if err != nil {
 			return nil, err
 		}
 		id := httpapi.Identity{
-			Name:       spec.name,
+			Name:       cid.Name,
 			Authority:  client.Authority(),
 			TenantID:   client.TenantID(),
 			ClientID:   client.ClientID(),
-			ObjectID:   spec.objectID,
-			ResourceID: spec.resourceID,
+			ObjectID:   cid.ObjectID,
+			ResourceID: cid.ResourceID,
 		}
-		for _, s := range spec.allowed {
-			n, err := normalizeConfigScope(spec.allowedKey, s)
+		allowedKey, prefetchKey := scopeSettings(cid)
+		for _, s := range cid.AllowedScopes {
+			n, err := normalizeConfigScope(allowedKey, s)
 			if err != nil {
 				return nil, err
 			}
 			id.AllowedScopes = append(id.AllowedScopes, n)
 		}
-		for _, s := range spec.prefetch {
-			n, err := normalizeConfigScope(spec.prefetchKey, s)
+		for _, s := range cid.PrefetchScopes {
+			n, err := normalizeConfigScope(prefetchKey, s)
 			if err != nil {
 				return nil, err
 			}
@@ -243,31 +244,13 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		}
 		srcs[id.Key("")] = client
 		ids = append(ids, id)
-		expiring = append(expiring, expiringIdentity{name: spec.name, cred: cred, secretExpiresOn: spec.secretExpiresOn})
+		expiring = append(expiring, expiringIdentity{name: cid.Name, cred: cred, secretExpiresOn: cid.SecretExpiresOn})
 	}
 	if err := registerCredentialExpiry(reg, expiring); err != nil {
 		return nil, err
 	}
 
-	routes := cloudRoutes(cloud)
-	if cfg.LogAnalyticsEndpoint != "" {
-		u, err := url.Parse(cfg.LogAnalyticsEndpoint)
-		if err != nil {
-			return nil, fmt.Errorf("BROKER_LOGANALYTICS_ENDPOINT: %w", err)
-		}
-		for i := range routes {
-			if routes[i].Name == "loganalytics" {
-				routes[i].Upstream = u
-			}
-		}
-	}
-	var custom []proxy.Route
-	if cfg.RoutesFile != "" {
-		if custom, err = proxy.LoadRoutes(cfg.RoutesFile); err != nil {
-			return nil, fmt.Errorf("BROKER_ROUTES_FILE: %w", err)
-		}
-		routes = append(routes, custom...)
-	}
+	routes := proxy.Routes(cloud, custom)
 	c, err := cache.New(srcs, cache.Options{
 		Size:       cfg.CacheSize,
 		Registerer: reg,
@@ -395,20 +378,6 @@ func callersPolicy(rules []config.CallerRule, ids []httpapi.Identity, routes []p
 		return nil, err
 	}
 	return access.NewPolicy(out, nil), nil
-}
-
-// cloudRoutes are the built-in proxy routes with the cloud's endpoints and
-// audiences.
-func cloudRoutes(c azure.Cloud) []proxy.Route {
-	mk := func(name string, s azure.Service) proxy.Route {
-		u, _ := url.Parse(s.Endpoint)
-		return proxy.Route{Name: name, Upstream: u, Scope: s.Scope()}
-	}
-	return []proxy.Route{
-		mk("loganalytics", c.LogAnalytics),
-		mk("appinsights", c.AppInsights),
-		mk("arm", c.ARM),
-	}
 }
 
 func normalizeConfigScope(env, s string) (string, error) {

@@ -24,7 +24,7 @@ const tokenTimeout = 30 * time.Second
 // hint on stderr and returns an error (exit status 1).
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var scope, resource, identity string
-	cfg, err := loadConfig("token", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
+	cfg, _, err := loadConfig("token", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
 		fs.StringVar(&identity, "identity", "", "the identity to use, by `name` or client ID (default: the environment's, else the identities file's first)")
 		fs.StringVar(&scope, "scope", "", "the `scope` to get a token for, e.g. https://api.loganalytics.io/.default")
 		fs.StringVar(&resource, "resource", "", "the resource `URI` to get a token for, e.g. https://api.loganalytics.io")
@@ -45,11 +45,11 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return explain(stderr, err)
 	}
-	spec, err := pickIdentity(cfg, identity)
+	id, err := pickIdentity(cfg, identity)
 	if err != nil {
 		return err
 	}
-	cloud, err := azure.CloudByName(cfg.Cloud)
+	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	client, _, err := spec.client(cfg, cloud, log.Named("azure").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	client, _, err := newClient(id, cfg, cloud, log.Named("azure").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	if err != nil {
 		return explain(stderr, err)
 	}

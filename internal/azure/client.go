@@ -102,7 +102,7 @@ func New(cfg Config) (*Client, error) {
 		problems = append(problems, err)
 	}
 	clientID := strings.ToLower(strings.TrimSpace(cfg.ClientID))
-	if !isGUID(clientID) {
+	if !IsGUID(clientID) {
 		problems = append(problems, configError(nil, fmt.Sprintf("client ID %q is not a GUID", cfg.ClientID),
 			"Set AZURE_CLIENT_ID to the app registration's Application (client) ID, a GUID such as 00001111-aaaa-2222-bbbb-3333cccc4444 (not its Object ID or display name)."))
 	}
@@ -407,14 +407,14 @@ func IsLoopbackHost(host string) bool {
 func checkTenant(t string) (string, error) {
 	tenant := strings.ToLower(strings.TrimSpace(t))
 	switch {
-	case isGUID(tenant):
+	case IsGUID(tenant):
 		return tenant, nil
 	case tenant == "":
 		return "", configError([]int{900023}, "no tenant ID",
 			"Set AZURE_TENANT_ID to the Directory (tenant) ID GUID or a verified domain such as contoso.onmicrosoft.com.")
 	case tenant == "common" || tenant == "consumers" || tenant == "organizations":
 		return "", configError([]int{9001023}, fmt.Sprintf("tenant %q cannot be used with client credentials", t), aadHints[9001023])
-	case strings.Contains(tenant, ".") && validHost(tenant) && !strings.Contains(tenant, "_") && net.ParseIP(tenant) == nil:
+	case IsTenantDomain(tenant):
 		return strings.TrimSuffix(tenant, "."), nil
 	default:
 		return "", configError([]int{900023}, fmt.Sprintf("tenant %q is neither a GUID nor a domain name", t), aadHints[900023])
@@ -429,39 +429,21 @@ func configError(codes []int, desc, hint string) *Error {
 // newHTTPClient returns the default client for token requests. Each timeout
 // says why it has its value.
 func newHTTPClient() *http.Client {
+	t := NewTransport()
+	// Entra's token endpoint answers within a second or two; waiting longer
+	// for headers only delays the retry.
+	t.ResponseHeaderTimeout = 20 * time.Second
+	// Refreshes are minutes apart: two warm connections per host are plenty.
+	t.MaxIdleConnsPerHost = 2
+	// Entra's response headers are small; bound them like the body.
+	t.MaxResponseHeaderBytes = 64 << 10
 	return &http.Client{
 		// Timeout bounds a whole token request, dial to last body byte. Entra
 		// answers in well under a second; 30 s is msal-go's default and
 		// leaves room for a slow egress proxy. A caller's ctx can cut it
 		// shorter.
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			// Clusters often reach the internet only through a proxy.
-			Proxy: http.ProxyFromEnvironment,
-			DialContext: (&net.Dialer{
-				// A TCP connect slower than this is a network problem, not a
-				// busy server; fail so the cache can back off and retry.
-				Timeout: 10 * time.Second,
-				// Probe the kept-alive connection so a silently dropped one
-				// is noticed before the next refresh uses it.
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
-			// Same reasoning as the dial timeout.
-			TLSHandshakeTimeout: 10 * time.Second,
-			// Entra's token endpoint answers within a second or two; waiting
-			// longer for headers only delays the retry.
-			ResponseHeaderTimeout: 20 * time.Second,
-			// Token requests never send Expect: 100-continue; set anyway so
-			// no wait is unbounded.
-			ExpectContinueTimeout: 1 * time.Second,
-			// Refreshes are minutes apart; a connection idle longer than this
-			// is likely closed by Entra's front end or a NAT anyway.
-			IdleConnTimeout:     90 * time.Second,
-			MaxIdleConnsPerHost: 2,
-			// Entra's response headers are small; bound them like the body.
-			MaxResponseHeaderBytes: 64 << 10,
-			ForceAttemptHTTP2:      true,
-		},
+		Timeout:   30 * time.Second,
+		Transport: t,
 	}
 }
 

@@ -158,7 +158,7 @@ func TestTokenSuccess(t *testing.T) {
 			if h.Get("Authorization") != "" {
 				t.Errorf("Authorization = %q, want none (credentials in the body)", h.Get("Authorization"))
 			}
-			if id := h.Get("client-request-id"); !isGUID(id) {
+			if id := h.Get("client-request-id"); !IsGUID(id) {
 				t.Errorf("client-request-id = %q, want a GUID", id)
 			}
 		})
@@ -435,7 +435,7 @@ func TestTokenTransient(t *testing.T) {
 			if e.Description == "" || strings.ContainsAny(e.Description, "\r\n") || strings.Contains(e.Description, "<html>") {
 				t.Errorf("Description = %q, want one sentence", e.Description)
 			}
-			if !isGUID(e.CorrelationID) {
+			if !IsGUID(e.CorrelationID) {
 				t.Errorf("CorrelationID = %q, want the client-request-id sent", e.CorrelationID)
 			}
 		})

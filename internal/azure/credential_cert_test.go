@@ -215,7 +215,7 @@ func TestCertificateCredentialAssertion(t *testing.T) {
 				"nbf": float64(t0.Unix()),
 				"sub": testClientID,
 			}
-			if diff := cmp.Diff(want, claims); diff != "" || !isGUID(jti) {
+			if diff := cmp.Diff(want, claims); diff != "" || !IsGUID(jti) {
 				t.Errorf("claims (-want +got):\n%s\njti %q must be a GUID", diff, jti)
 			}
 			if want := `{"aud":`; !strings.HasPrefix(d.claims, want) {

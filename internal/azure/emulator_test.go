@@ -185,7 +185,7 @@ func TestEmulatorErrors(t *testing.T) {
 			if !strings.HasPrefix(e.Description, fmt.Sprintf("AADSTS%d: ", tt.code)) || strings.ContainsAny(e.Description, "\r\n") {
 				t.Errorf("Description = %q, want the one-line AADSTS%d sentence", e.Description, tt.code)
 			}
-			if !isGUID(e.CorrelationID) || !isGUID(e.TraceID) {
+			if !IsGUID(e.CorrelationID) || !IsGUID(e.TraceID) {
 				t.Errorf("CorrelationID, TraceID = %q, %q, want GUIDs", e.CorrelationID, e.TraceID)
 			}
 		})

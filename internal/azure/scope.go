@@ -151,7 +151,7 @@ func normalizeResource(r, shown string) (string, error) {
 		return scopeError(70011, "invalid_scope",
 			fmt.Sprintf("AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.", shown))
 	}
-	if isGUID(r) {
+	if IsGUID(r) {
 		return strings.ToLower(r) + defaultSuffix, nil
 	}
 	u, err := url.Parse(r)
@@ -186,27 +186,6 @@ func scopeError(code int, oauthCode, desc string) *Error {
 		AADCodes:    []int{code},
 		Hint:        aadHints[code],
 	}
-}
-
-// isGUID reports whether s is a GUID in the 8-4-4-4-12 hex form.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !isHex(c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func isHex(c byte) bool {

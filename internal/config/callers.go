@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -137,7 +138,7 @@ func (p *fileParser) callers(entries []callerEntry, lines []int, identities []st
 		n := len(p.errs)
 		r := p.caller(i, line, &e, identities, db)
 		if prev, dup := names[r.Name]; dup && r.Name != "" {
-			p.fail(at(&e.Name, line), "%s: name %q is already used on line %d: each rule needs its own", p.label, r.Name, prev)
+			p.fail(at(&e.Name, line), "each rule needs its own", "%s: name %q is already used on line %d", p.label, r.Name, prev)
 		}
 		names[r.Name] = at(&e.Name, line)
 		if len(p.errs) == n {
@@ -150,7 +151,7 @@ func (p *fileParser) callers(entries []callerEntry, lines []int, identities []st
 		for j := i + 1; j < len(out); j++ {
 			if !disjoint(out[i].Match, out[j].Match, db) {
 				line, _ := strconv.Atoi(out[j].Source[strings.LastIndexByte(out[j].Source, ':')+1:])
-				p.fail(line, "caller rule %q overlaps rule %q (%s): a caller could match both; add a field (uid, user, executable) that tells them apart, or merge them", out[j].Name, out[i].Name, out[i].Source)
+				p.fail(line, "a caller could match both; add a field (uid, user, executable) that tells them apart, or merge them", "caller rule %q overlaps rule %q (%s)", out[j].Name, out[i].Name, out[i].Source)
 			}
 		}
 	}
@@ -161,30 +162,21 @@ func (p *fileParser) callers(entries []callerEntry, lines []int, identities []st
 func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db userDB) CallerRule {
 	r := CallerRule{Source: p.path + ":" + strconv.Itoa(line), Match: CallerMatch{UID: -1, GID: -1}}
 	p.label = "caller rule " + strconv.Itoa(i+1)
-	str := func(n *yaml.Node, key string) string {
-		if !present(n) {
-			return ""
-		}
-		if n.Kind != yaml.ScalarNode {
-			p.fail(at(n, line), "%s: %s must be a single value", p.label, key)
-			return ""
-		}
-		return strings.TrimSpace(n.Value)
-	}
+	str := func(n *yaml.Node, key string) string { return p.str(n, key, line) }
 	list := func(n *yaml.Node, key string, required bool) []string {
 		if !present(n) {
 			if required {
-				p.fail(line, "%s: %s is missing: list what the rule grants, or [\"*\"] for everything", p.label, key)
+				p.fail(line, "list what the rule grants, or [\"*\"] for everything", "%s: %s is missing", p.label, key)
 			}
 			return nil
 		}
 		var items []string
 		if err := n.Decode(&items); err != nil {
-			p.fail(at(n, line), "%s: %s must be a list such as [a, b]", p.label, key)
+			p.fail(at(n, line), "", "%s: %s must be a list such as [a, b]", p.label, key)
 			return nil
 		}
 		if slices.Contains(items, "*") && len(items) > 1 {
-			p.fail(at(n, line), "%s: %s holds \"*\" and more: \"*\" alone grants everything", p.label, key)
+			p.fail(at(n, line), "\"*\" alone grants everything", "%s: %s holds \"*\" and more", p.label, key)
 		}
 		return items
 	}
@@ -195,7 +187,7 @@ func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db
 		}
 		x, err := strconv.Atoi(v)
 		if err != nil || x < 0 {
-			p.fail(at(n, line), "%s: %s %q is not a number: write the numeric ID, or use %s", p.label, key, v, map[string]string{"uid": "user", "gid": "group"}[key])
+			p.fail(at(n, line), fmt.Sprintf("write the numeric ID, or use %s", map[string]string{"uid": "user", "gid": "group"}[key]), "%s: %s %q is not a number", p.label, key, v)
 			return -1
 		}
 		return x
@@ -204,15 +196,15 @@ func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db
 	r.Name = str(&e.Name, "name")
 	switch {
 	case r.Name == "":
-		p.fail(line, "%s: name is missing: give the rule a name such as reports (it labels audit lines)", p.label)
+		p.fail(line, "give the rule a name such as reports (it labels audit lines)", "%s: name is missing", p.label)
 	case !nameRE.MatchString(r.Name):
-		p.fail(at(&e.Name, line), "%s: name %q may hold only lower-case letters, digits, '-', '_' and '.' (at most 63)", p.label, r.Name)
+		p.fail(at(&e.Name, line), "", "%s: name %q may hold only lower-case letters, digits, '-', '_' and '.' (at most 63)", p.label, r.Name)
 	default:
 		p.label = "caller rule " + strconv.Quote(r.Name)
 	}
 
 	if e.Match == nil {
-		p.fail(line, "%s: match is missing: say which callers the rule is for, e.g. match: {user: svc-reports} (keys: %s)", p.label, matchKeys)
+		p.fail(line, fmt.Sprintf("say which callers the rule is for, e.g. match: {user: svc-reports} (keys: %s)", matchKeys), "%s: match is missing", p.label)
 	} else {
 		m := e.Match
 		r.Match.UID = id(&m.UID, "uid")
@@ -221,9 +213,9 @@ func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db
 			uid, _, _, ok := db.lookupUser(name)
 			switch {
 			case !ok:
-				p.fail(at(&m.User, line), "%s: there is no user %q on this host: create it, or match by uid", p.label, name)
+				p.fail(at(&m.User, line), "create it, or match by uid", "%s: there is no user %q on this host", p.label, name)
 			case r.Match.UID >= 0 && r.Match.UID != uid:
-				p.fail(at(&m.User, line), "%s: user %q has uid %d, not %d: keep one of uid and user", p.label, name, uid, r.Match.UID)
+				p.fail(at(&m.User, line), "keep one of uid and user", "%s: user %q has uid %d, not %d", p.label, name, uid, r.Match.UID)
 			default:
 				r.Match.User, r.Match.UID = name, uid
 			}
@@ -232,34 +224,34 @@ func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db
 			gid, ok := db.lookupGroup(name)
 			switch {
 			case !ok:
-				p.fail(at(&m.Group, line), "%s: there is no group %q on this host: create it, or match by gid", p.label, name)
+				p.fail(at(&m.Group, line), "create it, or match by gid", "%s: there is no group %q on this host", p.label, name)
 			case r.Match.GID >= 0 && r.Match.GID != gid:
-				p.fail(at(&m.Group, line), "%s: group %q has gid %d, not %d: keep one of gid and group", p.label, name, gid, r.Match.GID)
+				p.fail(at(&m.Group, line), "keep one of gid and group", "%s: group %q has gid %d, not %d", p.label, name, gid, r.Match.GID)
 			default:
 				r.Match.Group, r.Match.GID = name, gid
 			}
 		}
 		if exe := str(&m.Executable, "executable"); exe != "" {
 			if !filepath.IsAbs(exe) || filepath.Clean(exe) != exe {
-				p.fail(at(&m.Executable, line), "%s: executable %q must be a clean absolute path, such as /usr/local/bin/report", p.label, exe)
+				p.fail(at(&m.Executable, line), "", "%s: executable %q must be a clean absolute path, such as /usr/local/bin/report", p.label, exe)
 			}
 			r.Match.Executable = exe
 		}
 		if !present(&m.UID) && !present(&m.GID) && !present(&m.User) && !present(&m.Group) && !present(&m.Executable) {
-			p.fail(line, "%s: match names no field: give at least one of %s", p.label, matchKeys)
+			p.fail(line, fmt.Sprintf("give at least one of %s", matchKeys), "%s: match names no field", p.label)
 		}
 	}
 
 	r.Identities = list(&e.Identities, "identities", true)
 	for _, name := range r.Identities {
 		if name != "*" && !slices.Contains(identities, name) {
-			p.fail(at(&e.Identities, line), "%s: identities names %q, which is no identity of the broker (%s)", p.label, name, strings.Join(identities, ", "))
+			p.fail(at(&e.Identities, line), "", "%s: identities names %q, which is no identity of the broker (%s)", p.label, name, strings.Join(identities, ", "))
 		}
 	}
 	r.Scopes = list(&e.Scopes, "scopes", true)
 	for _, s := range r.Scopes {
 		if s != "*" && !scopeLike(s) {
-			p.fail(at(&e.Scopes, line), "%s: scopes item %q is not a scope or resource URI: write items like https://api.loganalytics.io/.default", p.label, s)
+			p.fail(at(&e.Scopes, line), "write items like https://api.loganalytics.io/.default", "%s: scopes item %q is not a scope or resource URI", p.label, s)
 		}
 	}
 	r.Routes = list(&e.Routes, "routes", false)
@@ -271,17 +263,17 @@ func (p *fileParser) caller(i, line int, e *callerEntry, identities []string, db
 		if v := str(&e.Rate.PerSecond, "per_second"); v != "" {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f <= 0 || f > 1e6 {
-				p.fail(at(&e.Rate.PerSecond, line), "%s: rate.per_second %q must be a positive number such as 10", p.label, v)
+				p.fail(at(&e.Rate.PerSecond, line), "", "%s: rate.per_second %q must be a positive number such as 10", p.label, v)
 			}
 			r.PerSecond = f
 		} else {
-			p.fail(line, "%s: rate.per_second is missing: say how many requests a second each caller may make", p.label)
+			p.fail(line, "say how many requests a second each caller may make", "%s: rate.per_second is missing", p.label)
 		}
 		r.Burst = 1
 		if v := str(&e.Rate.Burst, "burst"); v != "" {
 			b, err := strconv.Atoi(v)
 			if err != nil || b < 1 || b > 1e6 {
-				p.fail(at(&e.Rate.Burst, line), "%s: rate.burst %q must be a whole number from 1, such as 20", p.label, v)
+				p.fail(at(&e.Rate.Burst, line), "", "%s: rate.burst %q must be a whole number from 1, such as 20", p.label, v)
 			}
 			r.Burst = b
 		} else if r.PerSecond >= 1 {

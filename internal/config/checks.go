@@ -18,50 +18,20 @@ import (
 // characters: the header is the only secret that protects /msi/token.
 const MinIdentityHeader = 16
 
-// The fixes for a placeholder tenant or client ID.
-const (
-	replaceTenant = "replace the placeholder with your app's Directory (tenant) ID from the portal (the app registration's Overview page)"
-	replaceClient = "replace the placeholder with your app's Application (client) ID from the portal (the app registration's Overview page)"
-)
-
-// docGUIDs are the example IDs of Microsoft's documentation: the
-// Application (client) ID and the Directory (tenant) ID its pages show.
-var docGUIDs = []string{
-	"00001111-aaaa-2222-bbbb-3333cccc4444",
-	"aaaabbbb-0000-cccc-1111-dddd2222eeee",
-}
-
-// placeholderGUID reports whether id is a GUID that stands for one to fill
-// in, never a real tenant's or app's: its 32 hex digits are one digit
-// repeated (00000000-0000-0000-0000-000000000000, the manifests'
-// placeholder, or 11111111-1111-…, ffffffff-…), or it is one of the example
-// IDs of Microsoft's documentation (docGUIDs). Entra generates random
-// (version 4) GUIDs, which are never of either kind. id that is not a GUID
-// is not a placeholder: the GUID check reports it.
-func placeholderGUID(id string) bool {
-	if !guidRE.MatchString(id) {
-		return false
-	}
-	id = strings.ToLower(id)
-	if slices.Contains(docGUIDs, id) {
-		return true
-	}
-	digits := strings.ReplaceAll(id, "-", "")
-	return strings.Count(digits, digits[:1]) == len(digits)
-}
-
 // identityHeaderProblem explains an identity header that is too short to
-// protect /msi/token; "" when it is long enough or not set.
-func identityHeaderProblem(h string) string {
+// protect /msi/token; ok is false when it is long enough or not set.
+func identityHeaderProblem(h string) (p Problem, ok bool) {
 	n := utf8.RuneCountInString(h)
 	if n == 0 || n >= MinIdentityHeader {
-		return ""
+		return Problem{}, false
 	}
 	unit := "characters"
 	if n == 1 {
 		unit = "character"
 	}
-	return fmt.Sprintf("BROKER_IDENTITY_HEADER is %d %s long, and it is the only secret that protects /msi/token: use at least %d random characters, such as the output of openssl rand -hex 16", n, unit, MinIdentityHeader)
+	return Problem{"BROKER_IDENTITY_HEADER",
+		fmt.Sprintf("BROKER_IDENTITY_HEADER is %d %s long, and it is the only secret that protects /msi/token", n, unit),
+		fmt.Sprintf("use at least %d random characters, such as the output of openssl rand -hex 16", MinIdentityHeader)}, true
 }
 
 // remoteListen reports whether the listen address addr accepts connections
@@ -80,83 +50,42 @@ func remoteListen(addr string) bool {
 	return !azure.IsLoopbackHost(host)
 }
 
-// credentialFile is a file named by a credential setting.
-type credentialFile struct {
-	// setting names it: AZURE_CLIENT_SECRET_FILE, or an identity's key
-	// such as client_secret_file.
-	setting string
-	path    string
-	// secret reports that the file holds a secret, a private key or a
-	// password, which no other user may read. A federated token is not one:
-	// it is short-lived, and its mode is the kubelet's.
-	secret bool
-}
-
-// envFiles are the credential files the environment's identity names.
-func (c Config) envFiles() []credentialFile {
-	var out []credentialFile
-	for _, f := range []credentialFile{
-		{"AZURE_CLIENT_SECRET_FILE", c.ClientSecretFile, true},
-		{"AZURE_CLIENT_CERTIFICATE_PATH", c.ClientCertificatePath, true},
-		{"AZURE_FEDERATED_TOKEN_FILE", c.FederatedTokenFile, false},
-	} {
-		if f.path != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// files are the credential files the identity names.
-func (id Identity) files() []credentialFile {
-	var out []credentialFile
-	for _, f := range []credentialFile{
-		{"client_secret_file", id.ClientSecretFile, true},
-		{"client_certificate_path", id.ClientCertificatePath, true},
-		{"client_certificate_password_file", id.ClientCertificatePasswordFile, true},
-		{"federated_token_file", id.FederatedTokenFile, false},
-	} {
-		if f.path != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// checkReadable opens f's file as the broker will, following symlinks (a
-// Kubernetes volume's files are symlinks into its "..data" directory), and
-// says why it cannot be used: it does not exist, the broker's user may not
-// read it, or it is not a regular file. The file's content is not read.
-func checkReadable(f credentialFile) error {
-	fi, err := os.Stat(f.path)
+// checkReadable opens the file at path as the broker will, following
+// symlinks (a Kubernetes volume's files are symlinks into its "..data"
+// directory), and says why it cannot be used and what to do: it does not
+// exist, the broker's user may not read it, or it is not a regular file.
+// what is empty when it can be used. The file's content is not read.
+func checkReadable(path string) (what, fix string) {
+	fi, err := os.Stat(path)
 	if err == nil && fi.IsDir() {
-		return errors.New("is a directory: name the file in it that holds the credential")
+		return "is a directory", "name the file in it that holds the credential"
 	}
 	if err == nil && !fi.Mode().IsRegular() {
 		// Opening a named pipe would block: it is refused unopened.
-		return errors.New("is not a regular file: name the file that holds the credential")
+		return "is not a regular file", "name the file that holds the credential"
 	}
 	if err == nil {
 		var file *os.File
-		if file, err = os.Open(f.path); err == nil {
-			return file.Close()
+		if file, err = os.Open(path); err == nil {
+			_ = file.Close()
+			return "", ""
 		}
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return errors.New("does not exist: check the path, and in Kubernetes the volume mount that provides the file")
+		return "does not exist", "check the path, and in Kubernetes the volume mount that provides the file"
 	case errors.Is(err, fs.ErrPermission):
-		return errors.New("cannot be read by the broker's user (permission denied): make it readable by the broker's user or group (in Kubernetes, set the pod's securityContext.fsGroup to the broker's group)")
+		return "cannot be read by the broker's user (permission denied)", "make it readable by the broker's user or group (in Kubernetes, set the pod's securityContext.fsGroup to the broker's group)"
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	return fmt.Errorf("cannot be read (%w): check the path and the file", err)
+	return fmt.Sprintf("cannot be read (%v)", err), "check the path and the file"
 }
 
-// permissionProblem says who else may read f's file, when someone who need
-// not can; "" when only the broker can (or the file cannot be stat'ed,
+// permissionProblem says who else may read the file at path, when someone
+// who need not can, and what to do; what is "" when only the broker can (or the file cannot be stat'ed,
 // which Validate reports).
 //
 // Others' bits always count. The group's bits count unless the broker reads
@@ -165,19 +94,21 @@ func checkReadable(f credentialFile) error {
 // volume is read by a container that does not run as root (the files belong
 // to root, their group is the pod's fsGroup, and the kubelet adds the
 // group's read bit whatever defaultMode says).
-func permissionProblem(f credentialFile) string {
-	fi, err := os.Stat(f.path)
+func permissionProblem(path string) (what, fix string) {
+	fi, err := os.Stat(path)
 	if err != nil || !fi.Mode().IsRegular() {
-		return ""
+		return "", ""
 	}
 	mode := fi.Mode().Perm()
 	switch {
 	case mode&0o007 != 0:
-		return fmt.Sprintf("can be read by every user of this machine (mode %04o): make it readable by the broker alone (chmod 0400; in Kubernetes, where secret volumes default to 0644, set the volume's defaultMode: 0400 and, unless the broker runs as root, the pod's securityContext.fsGroup to its group)", mode)
+		return fmt.Sprintf("can be read by every user of this machine (mode %04o)", mode),
+			"make it readable by the broker alone (chmod 0400; in Kubernetes, where secret volumes default to 0644, set the volume's defaultMode: 0400 and, unless the broker runs as root, the pod's securityContext.fsGroup to its group)"
 	case mode&0o070 != 0 && !readsThroughGroup(fi):
-		return fmt.Sprintf("can be read by its group (mode %04o), and the broker does not read it through that group: make it readable by the broker alone (chmod 0400, or defaultMode: 0400 in Kubernetes)", mode)
+		return fmt.Sprintf("can be read by its group (mode %04o), and the broker does not read it through that group", mode),
+			"make it readable by the broker alone (chmod 0400, or defaultMode: 0400 in Kubernetes)"
 	}
-	return ""
+	return "", ""
 }
 
 // readsThroughGroup reports whether this process reads the file fi through
@@ -195,26 +126,23 @@ func readsThroughGroup(fi fs.FileInfo) bool {
 	return err == nil && slices.Contains(groups, gid)
 }
 
-// Warnings lists what c allows but should not, one line each in the form
-// "<what>: <what to do>": a BROKER_LISTEN that other hosts can reach (with
-// BROKER_ALLOW_REMOTE_LISTEN=true), and secret, key and password files that
-// others than the broker can read. It stats the files, so call it on the
-// configuration that will run (broker demo drops the credential settings).
-// serve logs each line as a warning at start; check shows them.
-func (c Config) Warnings() []string {
-	var out []string
+// Warnings lists what c allows but should not: a BROKER_LISTEN that other
+// hosts can reach (with BROKER_ALLOW_REMOTE_LISTEN=true), and secret, key
+// and password files that others than the broker can read. It stats the
+// files, so call it on the configuration that will run (broker demo drops
+// the credential settings). serve logs each as a warning at start; check
+// shows them.
+func (c Config) Warnings() Problems {
+	var out Problems
 	if c.AllowRemoteListen && remoteListen(c.Listen) {
-		out = append(out, fmt.Sprintf("BROKER_LISTEN %q is not a loopback address and BROKER_ALLOW_REMOTE_LISTEN=true, so every host that reaches it can ask for tokens (the Host check defends against DNS rebinding and is no access control): make sure a firewall or network policy admits only trusted callers, or listen on 127.0.0.1 or a unix:// socket", c.Listen))
+		out = append(out, Problem{"BROKER_LISTEN",
+			fmt.Sprintf("BROKER_LISTEN %q is not a loopback address and BROKER_ALLOW_REMOTE_LISTEN=true, so every host that reaches it can ask for tokens (the Host check defends against DNS rebinding and is no access control)", c.Listen),
+			"make sure a firewall or network policy admits only trusted callers, or listen on 127.0.0.1 or a unix:// socket"})
 	}
-	for _, f := range c.envFiles() {
-		if p := permissionProblem(f); f.secret && p != "" {
-			out = append(out, fmt.Sprintf("%s %q %s", f.setting, f.path, p))
-		}
-	}
-	for _, id := range c.Identities {
+	for _, id := range append([]Identity{c.envIdentity()}, c.Identities...) {
 		for _, f := range id.files() {
-			if p := permissionProblem(f); f.secret && p != "" {
-				out = append(out, fmt.Sprintf("%s: identity %q: %s %q %s", id.Source, id.Name, f.setting, f.path, p))
+			if what, fix := permissionProblem(f.path); f.secret && what != "" {
+				out = append(out, Problem{f.setting, fmt.Sprintf("%s%s %q %s", id.prefix(), f.setting, f.path, what), fix})
 			}
 		}
 	}

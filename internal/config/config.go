@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,34 +22,11 @@ import (
 // Config is the broker's whole configuration. Secret fields are never
 // printed: String redacts them.
 type Config struct {
-	// TenantID is the Directory (tenant) ID of the app registration (AZURE_TENANT_ID).
-	TenantID string
-	// ClientID is the Application (client) ID (AZURE_CLIENT_ID).
-	ClientID string
-	// ClientSecret is the client secret's Value (AZURE_CLIENT_SECRET). Secret.
-	ClientSecret string
-	// ClientSecretFile is a file holding the secret (AZURE_CLIENT_SECRET_FILE),
-	// re-read when it changes.
-	ClientSecretFile string
-	// ClientSecretExpiresOn is when the client secret expires
-	// (BROKER_CLIENT_SECRET_EXPIRES_ON, a date such as 2027-05-01), for the
-	// credential-expiry metric and warning; zero means unknown.
-	ClientSecretExpiresOn time.Time
-	// ClientCertificatePath is a PEM or PKCS#12 file holding the client
-	// certificate and its private key (AZURE_CLIENT_CERTIFICATE_PATH),
-	// re-read when it changes.
-	ClientCertificatePath string
-	// ClientCertificatePassword decrypts a PKCS#12 certificate file
-	// (AZURE_CLIENT_CERTIFICATE_PASSWORD). Secret.
-	ClientCertificatePassword string
-	// SendCertificateChain adds the certificate chain (x5c) to every client
-	// assertion, for subject name and issuer authentication
-	// (AZURE_CLIENT_SEND_CERTIFICATE_CHAIN).
-	SendCertificateChain bool
-	// FederatedTokenFile is a file holding a federated token, such as a
-	// Kubernetes projected service account token (AZURE_FEDERATED_TOKEN_FILE),
-	// sent as the client assertion and re-read when it changes.
-	FederatedTokenFile string
+	// Identity is the identity of the environment (AZURE_TENANT_ID,
+	// AZURE_CLIENT_ID, a credential, BROKER_CLIENT_SECRET_EXPIRES_ON,
+	// BROKER_ALLOWED_SCOPES and BROKER_PREFETCH_SCOPES): the one named
+	// DefaultIdentity. Its Name and Source are not read.
+	Identity
 	// AuthorityHost overrides the cloud's Entra host (AZURE_AUTHORITY_HOST).
 	AuthorityHost string
 	// Cloud names the Azure cloud (AZURE_CLOUD): AzurePublic (default),
@@ -74,14 +49,11 @@ type Config struct {
 	// LogAnalyticsEndpoint is the upstream of /proxy/loganalytics/
 	// (BROKER_LOGANALYTICS_ENDPOINT); empty means the cloud's default.
 	LogAnalyticsEndpoint string
-	// PrefetchScopes are fetched at start and kept warm (BROKER_PREFETCH_SCOPES).
-	PrefetchScopes []string
-	// AllowedScopes, when not empty, are the only scopes served (BROKER_ALLOWED_SCOPES).
-	AllowedScopes []string
 	// ConfigFile is a YAML file naming more identities (BROKER_CONFIG); see
 	// LoadFile. Empty means none.
 	ConfigFile string
-	// Identities are the identities of ConfigFile, filled by LoadFile.
+	// Identities are the identities of ConfigFile, filled by LoadFile;
+	// Served lists them after the environment's.
 	Identities []Identity
 	// Callers are the caller rules of ConfigFile, filled by LoadFile: nil
 	// when it has no callers: key (every local caller may use everything),
@@ -90,7 +62,8 @@ type Config struct {
 	// AuditFile, when set, is the append-only audit file (BROKER_AUDIT_FILE).
 	AuditFile string
 	// RoutesFile is a YAML file of custom proxy routes (BROKER_ROUTES_FILE),
-	// read by the proxy package. Empty means the built-in routes only.
+	// read by the proxy package; an entry named like a built-in route
+	// replaces it. Empty means the built-in routes only.
 	RoutesFile string
 
 	// LogLevel is debug, info, warn or error (BROKER_LOG_LEVEL).
@@ -132,24 +105,37 @@ type setting struct {
 	set              func(*Config, string) error
 }
 
-func str(p func(*Config) *string) (func(*Config) string, func(*Config, string) error) {
-	return func(c *Config) string { return *p(c) },
-		func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil }
-}
-
-func list(p func(*Config) *[]string) (func(*Config) string, func(*Config, string) error) {
-	return func(c *Config) string { return strings.Join(*p(c), ",") },
-		func(c *Config, v string) error { *p(c) = SplitList(v); return nil }
+// parsed is a setting whose text is parsed into a T: bad says what a value
+// that does not parse is not ("a boolean") and fix how to write one.
+func parsed[T any](env, fl, usage string, p func(*Config) *T, parse func(string) (T, error), format func(T) string, bad, fix string) setting {
+	return setting{env: env, flag: fl, usage: usage,
+		get: func(c *Config) string { return format(*p(c)) },
+		set: func(c *Config, v string) error {
+			x, err := parse(strings.TrimSpace(v))
+			if err != nil {
+				return Problem{env, fmt.Sprintf("%s=%q is not %s", env, v, bad), fix}
+			}
+			*p(c) = x
+			return nil
+		}}
 }
 
 var settings = func() []setting {
 	s := func(env, fl, usage string, secret bool, p func(*Config) *string) setting {
-		g, st := str(p)
-		return setting{env: env, flag: fl, usage: usage, secret: secret, get: g, set: st}
+		return setting{env: env, flag: fl, usage: usage, secret: secret, get: func(c *Config) string { return *p(c) },
+			set: func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil }}
 	}
 	l := func(env, fl, usage string, p func(*Config) *[]string) setting {
-		g, st := list(p)
-		return setting{env: env, flag: fl, usage: usage, get: g, set: st}
+		return setting{env: env, flag: fl, usage: usage, get: func(c *Config) string { return strings.Join(*p(c), ",") },
+			set: func(c *Config, v string) error { *p(c) = SplitList(v); return nil }}
+	}
+	b := func(env, fl, usage string, p func(*Config) *bool) setting {
+		s := parsed(env, fl, usage, p, strconv.ParseBool, strconv.FormatBool, "a boolean", "use true or false")
+		s.isBool = true
+		return s
+	}
+	d := func(env, fl, usage, fix string, p func(*Config) *time.Duration) setting {
+		return parsed(env, fl, usage, p, time.ParseDuration, time.Duration.String, "a duration", fix)
 	}
 	return []setting{
 		s("AZURE_TENANT_ID", "tenant-id", "Directory (tenant) ID of the app registration", false, func(c *Config) *string { return &c.TenantID }),
@@ -158,45 +144,21 @@ var settings = func() []setting {
 		{env: "AZURE_CLIENT_SECRET", usage: "the client secret's Value (not its Secret ID)", secret: true, get: func(c *Config) string { return c.ClientSecret },
 			set: func(c *Config, v string) error { c.ClientSecret = strings.TrimRight(v, "\r\n"); return nil }},
 		s("AZURE_CLIENT_SECRET_FILE", "client-secret-file", "file holding the client secret's value (re-read when it changes)", false, func(c *Config) *string { return &c.ClientSecretFile }),
-		{env: "BROKER_CLIENT_SECRET_EXPIRES_ON", flag: "client-secret-expires-on", usage: "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
-			get: func(c *Config) string { return formatDate(c.ClientSecretExpiresOn) },
-			set: func(c *Config, v string) error {
-				t, err := ParseDate(v)
-				if err != nil {
-					return fmt.Errorf("BROKER_CLIENT_SECRET_EXPIRES_ON=%q %w", v, err)
-				}
-				c.ClientSecretExpiresOn = t
-				return nil
-			}},
+		parsed("BROKER_CLIENT_SECRET_EXPIRES_ON", "client-secret-expires-on", "when the client secret expires, e.g. 2027-05-01 (for the expiry metric and warning)",
+			func(c *Config) *time.Time { return &c.SecretExpiresOn }, ParseDate, formatDate, "a date", dateFix),
 		s("AZURE_CLIENT_CERTIFICATE_PATH", "client-certificate-path", "PEM or PKCS#12 file holding the client certificate and its private key (re-read when it changes)", false, func(c *Config) *string { return &c.ClientCertificatePath }),
 		// The password has no flag: a flag would show it in the process list.
 		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", usage: "password of a PKCS#12 certificate file", secret: true, get: func(c *Config) string { return c.ClientCertificatePassword },
 			set: func(c *Config, v string) error { c.ClientCertificatePassword = v; return nil }},
-		{env: "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", flag: "client-send-certificate-chain", isBool: true, usage: "send the certificate chain (x5c) with each assertion, for subject name and issuer authentication",
-			get: func(c *Config) string { return strconv.FormatBool(c.SendCertificateChain) },
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=%q is not a boolean: use true or false", v)
-				}
-				c.SendCertificateChain = b
-				return nil
-			}},
+		b("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "client-send-certificate-chain", "send the certificate chain (x5c) with each assertion, for subject name and issuer authentication",
+			func(c *Config) *bool { return &c.SendCertificateChain }),
 		s("AZURE_FEDERATED_TOKEN_FILE", "federated-token-file", "file holding a federated token, e.g. the projected service account token of AKS workload identity (re-read when it changes)", false, func(c *Config) *string { return &c.FederatedTokenFile }),
 		s("AZURE_AUTHORITY_HOST", "authority-host", "Entra ID host, e.g. https://login.microsoftonline.com (default: the cloud's)", false, func(c *Config) *string { return &c.AuthorityHost }),
 		s("AZURE_CLOUD", "cloud", "Azure cloud: AzurePublic, AzureUSGovernment or AzureChina", false, func(c *Config) *string { return &c.Cloud }),
 		s("BROKER_LISTEN", "listen", "API listener: host:port or unix:///path", false, func(c *Config) *string { return &c.Listen }),
 		s("BROKER_OPS_LISTEN", "ops-listen", "metrics and health listener: host:port", false, func(c *Config) *string { return &c.OpsListen }),
-		{env: "BROKER_ALLOW_REMOTE_LISTEN", flag: "allow-remote-listen", isBool: true, usage: "let BROKER_LISTEN be an address other hosts can reach (the Host check is no access control)",
-			get: func(c *Config) string { return strconv.FormatBool(c.AllowRemoteListen) },
-			set: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("BROKER_ALLOW_REMOTE_LISTEN=%q is not a boolean: use true or false", v)
-				}
-				c.AllowRemoteListen = b
-				return nil
-			}},
+		b("BROKER_ALLOW_REMOTE_LISTEN", "allow-remote-listen", "let BROKER_LISTEN be an address other hosts can reach (the Host check is no access control)",
+			func(c *Config) *bool { return &c.AllowRemoteListen }),
 		{env: "BROKER_IDENTITY_HEADER", usage: "secret that callers of /msi/token must send as X-IDENTITY-HEADER, at least 16 characters (unset: /msi/token answers an error naming it)", secret: true, get: func(c *Config) string { return c.IdentityHeader },
 			set: func(c *Config, v string) error { c.IdentityHeader = strings.TrimSpace(v); return nil }},
 		s("BROKER_LOGANALYTICS_ENDPOINT", "loganalytics-endpoint", "upstream of /proxy/loganalytics/ (default: the cloud's Log Analytics endpoint)", false, func(c *Config) *string { return &c.LogAnalyticsEndpoint }),
@@ -207,46 +169,15 @@ var settings = func() []setting {
 		s("BROKER_ROUTES_FILE", "routes-file", "YAML file of custom proxy routes (name, upstream, scope)", false, func(c *Config) *string { return &c.RoutesFile }),
 		s("BROKER_LOG_LEVEL", "log-level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		s("BROKER_LOG_FORMAT", "log-format", "json or console", false, func(c *Config) *string { return &c.LogFormat }),
-		{env: "BROKER_CACHE_SIZE", flag: "cache-size", usage: "maximum number of cached tokens",
-			get: func(c *Config) string { return strconv.Itoa(c.CacheSize) },
-			set: func(c *Config, v string) error {
-				n, err := strconv.Atoi(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("BROKER_CACHE_SIZE=%q is not a whole number: set a number of tokens such as 1024", v)
-				}
-				c.CacheSize = n
-				return nil
-			}},
-		{env: "BROKER_PROXY_MAX_BODY_BYTES", flag: "proxy-max-body-bytes", usage: "largest request body the proxy accepts, in bytes",
-			get: func(c *Config) string { return strconv.FormatInt(c.ProxyMaxBodyBytes, 10) },
-			set: func(c *Config, v string) error {
-				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				if err != nil {
-					return fmt.Errorf("BROKER_PROXY_MAX_BODY_BYTES=%q is not a whole number: set a size in bytes such as 16777216", v)
-				}
-				c.ProxyMaxBodyBytes = n
-				return nil
-			}},
-		{env: "BROKER_PROXY_BODY_TIMEOUT", flag: "proxy-body-timeout", usage: "how long a proxied request body may stall before it is refused (408)",
-			get: func(c *Config) string { return c.ProxyBodyTimeout.String() },
-			set: func(c *Config, v string) error {
-				d, err := time.ParseDuration(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("BROKER_PROXY_BODY_TIMEOUT=%q is not a duration: write it like 10s", v)
-				}
-				c.ProxyBodyTimeout = d
-				return nil
-			}},
-		{env: "BROKER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", usage: "how long a graceful shutdown waits for requests in flight",
-			get: func(c *Config) string { return c.ShutdownTimeout.String() },
-			set: func(c *Config, v string) error {
-				d, err := time.ParseDuration(strings.TrimSpace(v))
-				if err != nil {
-					return fmt.Errorf("BROKER_SHUTDOWN_TIMEOUT=%q is not a duration: write it like 15s or 1m", v)
-				}
-				c.ShutdownTimeout = d
-				return nil
-			}},
+		parsed("BROKER_CACHE_SIZE", "cache-size", "maximum number of cached tokens",
+			func(c *Config) *int { return &c.CacheSize }, strconv.Atoi, strconv.Itoa, "a whole number", "set a number of tokens such as 1024"),
+		parsed("BROKER_PROXY_MAX_BODY_BYTES", "proxy-max-body-bytes", "largest request body the proxy accepts, in bytes",
+			func(c *Config) *int64 { return &c.ProxyMaxBodyBytes }, func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) },
+			func(n int64) string { return strconv.FormatInt(n, 10) }, "a whole number", "set a size in bytes such as 16777216"),
+		d("BROKER_PROXY_BODY_TIMEOUT", "proxy-body-timeout", "how long a proxied request body may stall before it is refused (408)", "write it like 10s",
+			func(c *Config) *time.Duration { return &c.ProxyBodyTimeout }),
+		d("BROKER_SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful shutdown waits for requests in flight", "write it like 15s or 1m",
+			func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	}
 }()
 
@@ -262,17 +193,17 @@ func EnvNames() []string {
 
 // FromEnv applies the environment variables that are set (non-empty) to c.
 // getenv is os.Getenv in production and a map lookup in tests. It returns
-// every value that cannot be parsed, joined.
+// every value that cannot be parsed, as Problems.
 func (c *Config) FromEnv(getenv func(string) string) error {
-	var errs []error
+	var ps Problems
 	for _, s := range settings {
 		if v := getenv(s.env); v != "" {
 			if err := s.set(c, v); err != nil {
-				errs = append(errs, err)
+				ps = append(ps, AsProblems(err)...)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return ps.Err()
 }
 
 // Group is a set of settings: one heading of the help, and what a command
@@ -426,11 +357,6 @@ func SplitList(v string) []string {
 	return out
 }
 
-var (
-	guidRE   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$`)
-)
-
 // Mode says which settings Validate requires.
 type Mode int
 
@@ -441,167 +367,157 @@ const (
 	Demo
 )
 
-// Validate reports every problem with c at once, each with what to do, joined
-// into one error; nil when c is usable in mode. In Serve mode it opens every
-// credential file, of the environment's identity and of c.Identities, to
-// check that it can be read now (it never reads the content): a missing
-// file is a start error, not a failure at the first request.
-func (c Config) Validate(mode Mode) error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+// Problem is one thing wrong with the configuration, in words a user can
+// act on. serve prints its Error; broker check shows Problem and Fix apart.
+type Problem struct {
+	// Setting names the setting to change: an environment variable such as
+	// AZURE_TENANT_ID, or BROKER_CONFIG or BROKER_ROUTES_FILE for an entry
+	// of those files; empty when no one setting is at fault.
+	Setting string
+	// Problem says what is wrong, naming the setting (and for a file, its
+	// line) as the user wrote it.
+	Problem string
+	// Fix says what to do; empty when the problem says it all.
+	Fix string
+}
 
+// Error is "<problem>: <fix>".
+func (p Problem) Error() string {
+	if p.Fix == "" {
+		return p.Problem
+	}
+	return p.Problem + ": " + p.Fix
+}
+
+// Problems are every problem found at once; as an error, one per line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err is ps as an error: nil when there is no problem.
+func (ps Problems) Err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+// AsProblems lists the problems of err: its Problems, and each other error
+// it joins as a Problem with no fix.
+func AsProblems(err error) Problems {
+	var joined interface{ Unwrap() []error }
+	var ps Problems
+	var p Problem
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &joined):
+		for _, err := range joined.Unwrap() {
+			ps = append(ps, AsProblems(err)...)
+		}
+		return ps
+	case errors.As(err, &ps):
+		return ps
+	case errors.As(err, &p):
+		return Problems{p}
+	}
+	return Problems{{Problem: err.Error()}}
+}
+
+// Validate reports every problem with c at once, as Problems; nil when c is
+// usable in mode. In Serve mode it opens every credential file, of the
+// environment's identity and of c.Identities, to check that it can be read
+// now (it never reads the content): a missing file is a start error, not a
+// failure at the first request.
+func (c Config) Validate(mode Mode) error {
+	var ps Problems
+	add := func(setting, fix, format string, a ...any) {
+		ps = append(ps, Problem{Setting: setting, Problem: fmt.Sprintf(format, a...), Fix: fix})
+	}
+
+	env := c.envIdentity()
 	if mode == Serve && (c.ConfigFile == "" || c.envIdentitySet()) {
-		errs = append(errs, c.envIdentityProblems()...)
+		ps = append(ps, env.problems()...)
+		ps = append(ps, env.fileProblems()...)
 	}
 	if mode == Serve && c.ConfigFile != "" && !c.envIdentitySet() && len(c.Identities) == 0 {
-		add("no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set: fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential", c.ConfigFile)
+		add("BROKER_CONFIG", "fix the file, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and a credential",
+			"no identity: BROKER_CONFIG %s gives no valid identity and AZURE_CLIENT_ID is not set", c.ConfigFile)
 	}
-	errs = append(errs, c.identitiesProblems(mode == Serve)...)
+	for _, id := range c.Identities {
+		if c.ClientID != "" && strings.EqualFold(id.ClientID, c.ClientID) {
+			add("BROKER_CONFIG", "each app registration is served once; drop one of them", "%s: identity %q has the client_id of AZURE_CLIENT_ID", id.Source, id.Name)
+		}
+		if mode == Serve {
+			ps = append(ps, id.fileProblems()...)
+		}
+	}
 
 	if _, err := azure.CloudByName(c.Cloud); err != nil {
-		add("AZURE_CLOUD %q is not a known cloud: use AzurePublic, AzureUSGovernment or AzureChina", c.Cloud)
+		add("AZURE_CLOUD", "use AzurePublic, AzureUSGovernment or AzureChina", "AZURE_CLOUD %q is not a known cloud", c.Cloud)
 	}
 	if c.AuthorityHost != "" {
 		if err := checkURL(c.AuthorityHost); err != nil {
-			add("AZURE_AUTHORITY_HOST %q %v: use a URL such as https://login.microsoftonline.com", c.AuthorityHost, err)
+			add("AZURE_AUTHORITY_HOST", "use a URL such as https://login.microsoftonline.com", "AZURE_AUTHORITY_HOST %q %v", c.AuthorityHost, err)
 		}
 	}
 	if c.LogAnalyticsEndpoint != "" {
 		if err := checkURL(c.LogAnalyticsEndpoint); err != nil {
-			add("BROKER_LOGANALYTICS_ENDPOINT %q %v: use a URL such as https://api.loganalytics.azure.com", c.LogAnalyticsEndpoint, err)
+			add("BROKER_LOGANALYTICS_ENDPOINT", "use a URL such as https://api.loganalytics.azure.com", "BROKER_LOGANALYTICS_ENDPOINT %q %v", c.LogAnalyticsEndpoint, err)
 		}
 	}
 	if err := checkListen(c.Listen, true); err != nil {
-		add("BROKER_LISTEN %q %v: use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock", c.Listen, err)
+		add("BROKER_LISTEN", "use host:port such as 127.0.0.1:8400, or unix:///run/broker/broker.sock", "BROKER_LISTEN %q %v", c.Listen, err)
 	} else if !c.AllowRemoteListen && remoteListen(c.Listen) {
-		add("BROKER_LISTEN %q is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts): use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers", c.Listen)
+		add("BROKER_LISTEN", "use 127.0.0.1:8400 or a unix:// socket, or set BROKER_ALLOW_REMOTE_LISTEN=true behind a firewall or network policy that admits only trusted callers",
+			"BROKER_LISTEN %q is not a loopback address, so any host that reaches it could ask for tokens (the Host check defends against DNS rebinding, not against other hosts)", c.Listen)
 	}
 	if err := checkListen(c.OpsListen, false); err != nil {
-		add("BROKER_OPS_LISTEN %q %v: use host:port such as 127.0.0.1:9400", c.OpsListen, err)
+		add("BROKER_OPS_LISTEN", "use host:port such as 127.0.0.1:9400", "BROKER_OPS_LISTEN %q %v", c.OpsListen, err)
 	}
 	if c.Listen != "" && c.Listen == c.OpsListen && !strings.HasSuffix(c.Listen, ":0") {
-		add("BROKER_LISTEN and BROKER_OPS_LISTEN are both %q: give the ops listener its own port", c.Listen)
+		add("BROKER_OPS_LISTEN", "give the ops listener its own port", "BROKER_LISTEN and BROKER_OPS_LISTEN are both %q", c.Listen)
 	}
-	if p := identityHeaderProblem(c.IdentityHeader); p != "" {
-		errs = append(errs, errors.New(p))
+	if p, ok := identityHeaderProblem(c.IdentityHeader); ok {
+		ps = append(ps, p)
 	}
-	checkScopes := func(env string, items []string) {
-		for _, s := range items {
-			if !scopeLike(s) {
-				add("%s item %q is not a scope or resource URI: write items like https://api.loganalytics.io/.default", env, s)
-			}
-		}
-	}
-	checkScopes("BROKER_PREFETCH_SCOPES", c.PrefetchScopes)
-	checkScopes("BROKER_ALLOWED_SCOPES", c.AllowedScopes)
-	if len(c.AllowedScopes) > 0 {
-		for _, s := range c.PrefetchScopes {
-			if !slices.Contains(c.AllowedScopes, s) && !slices.Contains(c.AllowedScopes, strings.TrimSuffix(s, "/.default")) {
-				add("BROKER_PREFETCH_SCOPES item %q is not in BROKER_ALLOWED_SCOPES: add it there, or drop it from the prefetch list", s)
-			}
-		}
-	}
+	ps = append(ps, env.scopeProblems()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		add("BROKER_LOG_LEVEL %q is not a level: use debug, info, warn or error", c.LogLevel)
+		add("BROKER_LOG_LEVEL", "use debug, info, warn or error", "BROKER_LOG_LEVEL %q is not a level", c.LogLevel)
 	}
 	switch c.LogFormat {
 	case "json", "console":
 	default:
-		add("BROKER_LOG_FORMAT %q is not a format: use json or console", c.LogFormat)
+		add("BROKER_LOG_FORMAT", "use json or console", "BROKER_LOG_FORMAT %q is not a format", c.LogFormat)
 	}
 	if c.CacheSize < 1 {
-		add("BROKER_CACHE_SIZE %d is too small: use at least 1 (default 1024)", c.CacheSize)
+		add("BROKER_CACHE_SIZE", "use at least 1 (default 1024)", "BROKER_CACHE_SIZE %d is too small", c.CacheSize)
 	}
 	if c.ProxyMaxBodyBytes < 1 {
-		add("BROKER_PROXY_MAX_BODY_BYTES %d is too small: use a positive size in bytes (default 16777216)", c.ProxyMaxBodyBytes)
+		add("BROKER_PROXY_MAX_BODY_BYTES", "use a positive size in bytes (default 16777216)", "BROKER_PROXY_MAX_BODY_BYTES %d is too small", c.ProxyMaxBodyBytes)
 	}
 	if c.ProxyBodyTimeout <= 0 {
-		add("BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
+		add("BROKER_PROXY_BODY_TIMEOUT", "", "BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
-		add("BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
+		add("BROKER_SHUTDOWN_TIMEOUT", "", "BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
 	}
-	return errors.Join(errs...)
+	return ps.Err()
 }
 
 // envIdentitySet reports whether any setting of the identity from the
 // environment is set, so that it is in use.
 func (c Config) envIdentitySet() bool {
-	return c.TenantID != "" || c.ClientID != "" || len(c.envCredentials()) > 0
-}
-
-// envCredentials names the credential variables that are set.
-func (c Config) envCredentials() []string {
-	var set []string
-	for _, v := range []struct {
-		name string
-		on   bool
-	}{
-		{"AZURE_CLIENT_SECRET", c.ClientSecret != ""},
-		{"AZURE_CLIENT_SECRET_FILE", c.ClientSecretFile != ""},
-		{"AZURE_CLIENT_CERTIFICATE_PATH", c.ClientCertificatePath != ""},
-		{"AZURE_FEDERATED_TOKEN_FILE", c.FederatedTokenFile != ""},
-	} {
-		if v.on {
-			set = append(set, v.name)
-		}
-	}
-	return set
-}
-
-// envIdentityProblems checks the identity from the environment: the app
-// registration and exactly one credential.
-func (c Config) envIdentityProblems() []error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	switch {
-	case c.TenantID == "":
-		add("AZURE_TENANT_ID is not set: use the Directory (tenant) ID from the app registration's Overview page")
-	case c.TenantID == "common" || c.TenantID == "organizations" || c.TenantID == "consumers":
-		add("AZURE_TENANT_ID is %q: the client-credentials grant needs your own tenant; use the Directory (tenant) ID from the app's Overview page", c.TenantID)
-	case !guidRE.MatchString(c.TenantID) && !domainRE.MatchString(c.TenantID):
-		add("AZURE_TENANT_ID %q is neither a GUID nor a domain name: use the Directory (tenant) ID from the app registration's Overview page", c.TenantID)
-	case placeholderGUID(c.TenantID):
-		add("AZURE_TENANT_ID %q is a placeholder: %s", c.TenantID, replaceTenant)
-	}
-	switch {
-	case c.ClientID == "":
-		add("AZURE_CLIENT_ID is not set: use the Application (client) ID from the app registration's Overview page")
-	case !guidRE.MatchString(c.ClientID):
-		add("AZURE_CLIENT_ID %q is not a GUID: use the Application (client) ID from the app registration's Overview page (not its display name)", c.ClientID)
-	case placeholderGUID(c.ClientID):
-		add("AZURE_CLIENT_ID %q is a placeholder: %s", c.ClientID, replaceClient)
-	}
-	creds := c.envCredentials()
-	switch {
-	case len(creds) == 0:
-		add("no credential: set one of AZURE_CLIENT_SECRET (the client secret's Value, shown once when the secret is created under Certificates & secrets), AZURE_CLIENT_SECRET_FILE (a file holding it), AZURE_CLIENT_CERTIFICATE_PATH (a certificate and its key) or AZURE_FEDERATED_TOKEN_FILE (workload identity)")
-	case len(creds) == 2 && creds[0] == "AZURE_CLIENT_SECRET" && creds[1] == "AZURE_CLIENT_SECRET_FILE":
-		add("both AZURE_CLIENT_SECRET and AZURE_CLIENT_SECRET_FILE are set: keep one (the file is better: it can be rotated without a restart)")
-	case len(creds) > 1:
-		add("%s, but the broker uses exactly one credential: keep one (a certificate or workload identity is better than a secret)", areSet(creds))
-	case c.ClientSecret != "" && guidRE.MatchString(c.ClientSecret):
-		add("AZURE_CLIENT_SECRET looks like a GUID, which is the secret's ID, not its Value: copy the Value column (shown once at creation), or create a new secret")
-	}
-	if c.ClientCertificatePath == "" {
-		if c.ClientCertificatePassword != "" {
-			add("AZURE_CLIENT_CERTIFICATE_PASSWORD is set but AZURE_CLIENT_CERTIFICATE_PATH is not: set the path of the PKCS#12 file, or drop the password")
-		}
-		if c.SendCertificateChain {
-			add("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not: the chain is sent only with a certificate credential")
-		}
-	}
-	if !c.ClientSecretExpiresOn.IsZero() && c.ClientSecret == "" && c.ClientSecretFile == "" {
-		add("BROKER_CLIENT_SECRET_EXPIRES_ON is set but no client secret is: it describes AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE (a certificate's expiry is read from the certificate)")
-	}
-	for _, f := range c.envFiles() {
-		if err := checkReadable(f); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q %w", f.setting, f.path, err))
-		}
-	}
-	return errs
+	return c.TenantID != "" || c.ClientID != "" || c.ClientSecret != "" || c.ClientSecretFile != "" ||
+		c.ClientCertificatePath != "" || c.FederatedTokenFile != ""
 }
 
 // areSet says that several settings are set: "both A and B are set", "A, B
@@ -613,6 +529,9 @@ func areSet(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + " are all set"
 }
 
+// dateFix says how to write a date.
+const dateFix = "write it like 2027-05-01 or 2027-05-01T12:00:00Z"
+
 // ParseDate parses an expiry date: 2006-01-02 (midnight UTC) or RFC 3339.
 func ParseDate(v string) (time.Time, error) {
 	v = strings.TrimSpace(v)
@@ -622,7 +541,7 @@ func ParseDate(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	return time.Time{}, errors.New("is not a date: write it like 2027-05-01 or 2027-05-01T12:00:00Z")
+	return time.Time{}, errors.New("is not a date: " + dateFix)
 }
 
 func formatDate(t time.Time) string {
@@ -661,4 +580,18 @@ func checkListen(addr string, unixOK bool) error {
 		return errors.New("has no valid port")
 	}
 	return nil
+}
+
+// AzureCloud returns the cloud AZURE_CLOUD names, with the Log Analytics
+// endpoint of BROKER_LOGANALYTICS_ENDPOINT when it is set: the table the
+// built-in proxy routes and broker check are made from.
+func (c Config) AzureCloud() (azure.Cloud, error) {
+	cloud, err := azure.CloudByName(c.Cloud)
+	if err != nil {
+		return azure.Cloud{}, err
+	}
+	if c.LogAnalyticsEndpoint != "" {
+		cloud.LogAnalytics.Endpoint = strings.TrimSuffix(c.LogAnalyticsEndpoint, "/")
+	}
+	return cloud, nil
 }

@@ -289,3 +289,35 @@ func TestRegisterFlagsOfGroups(t *testing.T) {
 		t.Errorf("RegisterFlags(Log, Upstream) registered (-want +got):\n%s", diff)
 	}
 }
+
+// TestProblemsAreStructured: each problem keeps the setting, what is wrong
+// and the fix apart, so that broker check shows them without parsing text.
+func TestProblemsAreStructured(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	if err := c.FromEnv(env("AZURE_CLIENT_ID", client, "AZURE_CLIENT_SECRET", "s", "BROKER_LOG_LEVEL", "loud")); err != nil {
+		t.Fatal(err)
+	}
+	want := Problems{
+		{"AZURE_TENANT_ID", "AZURE_TENANT_ID is not set", "use the Directory (tenant) ID from the app registration's Overview page"},
+		{"BROKER_LOG_LEVEL", `BROKER_LOG_LEVEL "loud" is not a level`, "use debug, info, warn or error"},
+	}
+	if diff := cmp.Diff(want, AsProblems(c.Validate(Serve))); diff != "" {
+		t.Errorf("Validate problems (-want +got):\n%s", diff)
+	}
+	_, err := ParseIdentities("testdata/placeholders.yaml", mustRead(t, "testdata/placeholders.yaml"))
+	got := AsProblems(err)
+	if len(got) == 0 || got[0].Setting != "BROKER_CONFIG" || got[0].Fix != replaceTenant ||
+		got[0].Problem != `testdata/placeholders.yaml:3: identity "copied": tenant_id "00000000-0000-0000-0000-000000000000" is a placeholder` {
+		t.Errorf("ParseIdentities(placeholders) first problem = %#v, want the tenant_id placeholder of BROKER_CONFIG, its fix apart", got)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

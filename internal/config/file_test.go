@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrabroker/broker/internal/yamlfile"
 )
 
 func TestParseIdentities(t *testing.T) {
@@ -166,7 +168,7 @@ func TestLoadFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big.yaml")
-	if err := os.WriteFile(big, make([]byte, maxConfigFile+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, yamlfile.MaxSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

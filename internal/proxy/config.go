@@ -1,25 +1,18 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/entrabroker/broker/internal/yamlfile"
 )
 
-// routesFile is the YAML file LoadRoutes reads:
-//
-//	routes:
-//	  - name: kusto
-//	    upstream: https://help.kusto.windows.net
-//	    scope: https://help.kusto.windows.net/.default
+// routesFile is the YAML file LoadRoutes reads.
 type routesFile struct {
 	Routes []routeEntry `yaml:"routes"`
 }
@@ -42,9 +35,13 @@ type routeEntry struct {
 // Unknown keys, missing or bad values, duplicate names and a file
 // without routes are errors; every problem is reported at once, each as
 // "load routes: <path>:<line>: <what is wrong>". The routes are checked as
-// New checks them; duplicates against the built-in routes are found by New.
+// New checks them. An entry named like a built-in route replaces it (see
+// Routes).
 func LoadRoutes(path string) ([]Route, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlfile.Read(path)
+	if errors.Is(err, yamlfile.ErrTooLarge) {
+		return nil, fmt.Errorf("load routes: %s %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load routes: %w", err)
 	}
@@ -52,28 +49,26 @@ func LoadRoutes(path string) ([]Route, error) {
 }
 
 func parseRoutes(path string, data []byte) ([]Route, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var f routesFile
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("load routes: %s: no routes defined", path)
+	var errs []error
+	fail := func(line int, format string, args ...any) {
+		where := path
+		if line > 0 {
+			where += ":" + strconv.Itoa(line)
 		}
-		return nil, yamlError(path, err)
+		errs = append(errs, fmt.Errorf("load routes: %s: %s", where, fmt.Sprintf(format, args...)))
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("load routes: %s: holds more than one YAML document", path)
+	var f routesFile
+	problems, _ := yamlfile.Decode(data, &f, routeWords)
+	for _, p := range problems {
+		fail(p.Line, "%s", p.What)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if len(f.Routes) == 0 {
 		return nil, fmt.Errorf("load routes: %s: no routes defined", path)
 	}
-	lines := entryLines(data)
-
-	var errs []error
-	fail := func(line int, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("load routes: %s:%d: %s", path, line, fmt.Sprintf(format, args...)))
-	}
+	lines := yamlfile.ItemLines(data, "routes")
 	seen := make(map[string]int, len(f.Routes))
 	routes := make([]Route, 0, len(f.Routes))
 	for i, e := range f.Routes {
@@ -145,59 +140,10 @@ func scalar(n *yaml.Node) (string, bool) {
 	}
 }
 
-// entryLines returns the line of each item of the top-level "routes" list.
-func entryLines(data []byte) []int {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
-		return nil
-	}
-	m := root.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value != "routes" {
-			continue
-		}
-		var lines []int
-		for _, item := range m.Content[i+1].Content {
-			lines = append(lines, item.Line)
-		}
-		return lines
-	}
-	return nil
-}
-
-var (
-	yamlLineRe     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	typeErrLineRe  = regexp.MustCompile(`^line (\d+): (.*)$`)
-	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-)
-
-// yamlError rewrites a YAML decoding error as "load routes: <path>:<line>:
-// <what>", one line per problem.
-func yamlError(path string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		errs := make([]error, 0, len(te.Errors))
-		for _, msg := range te.Errors {
-			line, what := "", msg
-			if m := typeErrLineRe.FindStringSubmatch(msg); m != nil {
-				line, what = m[1], m[2]
-			}
-			if m := unknownFieldRe.FindStringSubmatch(what); m != nil {
-				what = "unknown key " + strconv.Quote(m[1]) + " (known keys: routes; name, upstream, scope)"
-			} else {
-				what = strings.ReplaceAll(what, "proxy.routesFile", "the routes file")
-				what = strings.ReplaceAll(what, "proxy.routeEntry", "a route")
-			}
-			if line == "" {
-				errs = append(errs, fmt.Errorf("load routes: %s: %s", path, what))
-			} else {
-				errs = append(errs, fmt.Errorf("load routes: %s:%s: %s", path, line, what))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("load routes: %s:%s: %s", path, m[1], m[2])
-	}
-	return fmt.Errorf("load routes: %s: %w", path, err)
+// routeWords describe the decoder's findings in the routes file's terms.
+var routeWords = yamlfile.Words{
+	Unknown: func(key, _ string) string {
+		return "unknown key " + strconv.Quote(key) + " (known keys: routes; name, upstream, scope)"
+	},
+	Types: strings.NewReplacer("proxy.routesFile", "the routes file", "proxy.routeEntry", "a route"),
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrabroker/broker/internal/azure"
 )
 
 func TestLoadRoutes(t *testing.T) {
@@ -23,7 +25,7 @@ func TestLoadRoutes(t *testing.T) {
 		t.Errorf("LoadRoutes(valid.yaml) (-want +got):\n%s", diff)
 	}
 	// The routes are accepted by New beside the built-in ones.
-	if _, err := New(Options{Routes: append(DefaultRoutes(), got...), Tokens: newSeqTokens("t")}); err != nil {
+	if _, err := New(Options{Routes: append(Routes(azure.AzurePublic, nil), got...), Tokens: newSeqTokens("t")}); err != nil {
 		t.Errorf("New(default + valid.yaml routes) error = %v", err)
 	}
 }
@@ -67,21 +69,49 @@ func TestLoadRoutesErrors(t *testing.T) {
 	}
 }
 
-func TestDefaultRoutes(t *testing.T) {
+func TestRoutes(t *testing.T) {
 	t.Parallel()
-	var got []string
-	for _, r := range DefaultRoutes() {
-		if err := validateRoute(r); err != nil {
-			t.Errorf("DefaultRoutes() %s: %v", r.Name, err)
+	show := func(routes []Route) []string {
+		var got []string
+		for _, r := range routes {
+			if err := validateRoute(r); err != nil {
+				t.Errorf("Routes() %s: %v", r.Name, err)
+			}
+			got = append(got, strings.Join([]string{r.Name, r.Upstream.String(), r.Scope}, " "))
 		}
-		got = append(got, strings.Join([]string{r.Name, r.Upstream.String(), r.Scope}, " "))
+		return got
 	}
 	want := []string{
 		"loganalytics https://api.loganalytics.azure.com https://api.loganalytics.io/.default",
 		"appinsights https://api.applicationinsights.io https://api.applicationinsights.io/.default",
-		"arm https://management.azure.com https://management.azure.com/.default",
+		"arm https://management.azure.com https://management.core.windows.net//.default",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("DefaultRoutes() (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, show(Routes(azure.AzurePublic, nil))); diff != "" {
+		t.Errorf("Routes(AzurePublic, nil) (-want +got):\n%s", diff)
+	}
+
+	// A custom route named like a built-in one replaces it in place; the
+	// others follow the built-in ones.
+	emu, err := url.Parse("http://127.0.0.1:8401/appinsights")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kusto, _ := url.Parse("https://help.kusto.windows.net")
+	custom := []Route{
+		{Name: "kusto", Upstream: kusto, Scope: "https://help.kusto.windows.net/.default"},
+		{Name: RouteAppInsights, Upstream: emu, Scope: "https://api.applicationinsights.io/.default"},
+	}
+	want = []string{
+		"loganalytics https://api.loganalytics.us https://api.loganalytics.us/.default",
+		"appinsights http://127.0.0.1:8401/appinsights https://api.applicationinsights.io/.default",
+		"arm https://management.usgovcloudapi.net https://management.core.usgovcloudapi.net//.default",
+		"kusto https://help.kusto.windows.net https://help.kusto.windows.net/.default",
+	}
+	routes := Routes(azure.AzureUSGovernment, custom)
+	if diff := cmp.Diff(want, show(routes)); diff != "" {
+		t.Errorf("Routes(AzureUSGovernment, custom) (-want +got):\n%s", diff)
+	}
+	if _, err := New(Options{Routes: routes, Tokens: newSeqTokens("t")}); err != nil {
+		t.Errorf("New(overridden routes) = %v, want no error: a replaced built-in is not defined twice", err)
 	}
 }

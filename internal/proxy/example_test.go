@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 
+	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/proxy"
 )
 
@@ -25,7 +26,7 @@ func ExampleNew() {
 	defer upstream.Close()
 	u, _ := url.Parse(upstream.URL)
 
-	routes := proxy.DefaultRoutes()
+	routes := proxy.Routes(azure.AzurePublic, nil)
 	routes[0].Upstream = u // loganalytics
 	h, err := proxy.New(proxy.Options{Routes: routes, Tokens: staticTokens("eyJ0eXAi")})
 	if err != nil {

@@ -55,7 +55,7 @@ type Tokens interface {
 // Options configure New.
 type Options struct {
 	// Routes are the upstreams served, at least one; names must be unique.
-	// DefaultRoutes gives the public cloud's built-in routes.
+	// Routes gives a cloud's built-in routes.
 	Routes []Route
 	// Tokens supplies the bearer tokens; required.
 	Tokens Tokens

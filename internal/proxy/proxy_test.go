@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/httperr"
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
@@ -545,7 +546,7 @@ func TestTraversalRefused(t *testing.T) {
 
 func TestUnknownRoute(t *testing.T) {
 	t.Parallel()
-	p := newTestProxy(t, nil, Options{Tokens: newSeqTokens("tok-"), Routes: DefaultRoutes()})
+	p := newTestProxy(t, nil, Options{Tokens: newSeqTokens("tok-"), Routes: Routes(azure.AzurePublic, nil)})
 	tests := []struct{ path, wantDesc string }{
 		{"/proxy/nope/v1/query", `No proxy route is named "nope"; the routes are: appinsights, arm, loganalytics.`},
 		{"/proxy/", "The path names no proxy route; the routes are: appinsights, arm, loganalytics."},
@@ -867,9 +868,9 @@ func TestMounted(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	t.Parallel()
-	good := DefaultRoutes()
-	dup := append(DefaultRoutes(), DefaultRoutes()[0])
-	bad := DefaultRoutes()
+	good := Routes(azure.AzurePublic, nil)
+	dup := append(Routes(azure.AzurePublic, nil), Routes(azure.AzurePublic, nil)[0])
+	bad := Routes(azure.AzurePublic, nil)
 	bad[1].Upstream = &url.URL{Scheme: "http", Host: "api.applicationinsights.io"}
 	tests := []struct {
 		name string

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/entrabroker/broker/internal/azure"
@@ -29,29 +30,37 @@ const (
 	RouteARM          = "arm"
 )
 
-// DefaultRoutes returns the built-in routes for the Azure public cloud:
-// loganalytics (https://api.loganalytics.azure.com, scope
-// https://api.loganalytics.io/.default), appinsights
-// (https://api.applicationinsights.io, scope
-// https://api.applicationinsights.io/.default) and arm
-// (https://management.azure.com, scope https://management.azure.com/.default).
-// Each call returns fresh values the caller may change (e.g. the
-// loganalytics upstream from BROKER_LOGANALYTICS_ENDPOINT, or another cloud's
-// hosts).
-func DefaultRoutes() []Route {
-	return []Route{
-		{Name: RouteLogAnalytics, Upstream: mustURL("https://api.loganalytics.azure.com"), Scope: "https://api.loganalytics.io/.default"},
-		{Name: RouteAppInsights, Upstream: mustURL("https://api.applicationinsights.io"), Scope: "https://api.applicationinsights.io/.default"},
-		{Name: RouteARM, Upstream: mustURL("https://management.azure.com"), Scope: "https://management.azure.com/.default"},
+// Routes returns the proxy's routes: the built-in ones with cloud's
+// endpoints and audiences (RouteLogAnalytics, RouteAppInsights, RouteARM,
+// in that order), then custom (such as a routes file's). A custom route
+// named like a built-in one replaces it in place, so a built-in route can
+// be pointed at a private endpoint or an emulator. Each call returns fresh
+// values the caller may change.
+func Routes(cloud azure.Cloud, custom []Route) []Route {
+	builtin := []struct {
+		name string
+		s    azure.Service
+	}{
+		{RouteLogAnalytics, cloud.LogAnalytics},
+		{RouteAppInsights, cloud.AppInsights},
+		{RouteARM, cloud.ARM},
 	}
-}
-
-func mustURL(s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		panic(err)
+	out := make([]Route, 0, len(builtin)+len(custom))
+	for _, b := range builtin {
+		r := Route{Name: b.name, Scope: b.s.Scope()}
+		if u, err := url.Parse(b.s.Endpoint); err == nil {
+			r.Upstream = u
+		}
+		out = append(out, r)
 	}
-	return u
+	for _, c := range custom {
+		if i := slices.IndexFunc(out[:len(builtin)], func(r Route) bool { return r.Name == c.Name }); i >= 0 {
+			out[i] = c
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // maxNameLen bounds a route name (a DNS label's length; it is a metric label).

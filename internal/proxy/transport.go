@@ -2,62 +2,40 @@ package proxy
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/entrabroker/broker/internal/azure"
 )
 
-// newTransport returns the default upstream transport: bounded connection
-// set-up, no bound on a running query, no transparent decompression.
+// newTransport returns the default upstream transport: azure.NewTransport
+// (bounded connection set-up) with no bound on a running query and no
+// transparent decompression.
 func newTransport() *http.Transport {
-	return &http.Transport{
-		// Proxy honours HTTPS_PROXY and NO_PROXY like every Go client, for
-		// networks whose only way out is an egress proxy.
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			// Timeout bounds a TCP connect. Azure's front doors answer in
-			// milliseconds; 10 s fails a black-holed route well before the
-			// caller's own retry budget is spent.
-			Timeout: 10 * time.Second,
-			// KeepAlive probes idle connections so that a dead NAT entry is
-			// noticed instead of hanging a later request.
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		// TLSHandshakeTimeout bounds the handshake; it takes a few round
-		// trips, so 10 s means the path is broken, not slow.
-		TLSHandshakeTimeout: 10 * time.Second,
-		// ResponseHeaderTimeout bounds the wait for the status line once the
-		// request is sent. Log Analytics answers only when the query is done,
-		// and a query may run 10 minutes (Prefer: wait=600), after which the
-		// service answers 504 itself; 11 minutes never cuts a query short but
-		// still frees a request whose upstream died silently.
-		ResponseHeaderTimeout: 11 * time.Minute,
-		// ExpectContinueTimeout is how long a request with
-		// "Expect: 100-continue" waits before sending its body anyway.
-		ExpectContinueTimeout: time.Second,
-		// IdleConnTimeout closes pooled connections the upstream has likely
-		// forgotten (Azure front doors drop idle ones after a few minutes).
-		IdleConnTimeout: 90 * time.Second,
-		// MaxIdleConnsPerHost keeps enough warm connections for a sidecar's
-		// burst of concurrent HTTP/1.1 calls (Go's default of 2 makes most
-		// of a burst dial anew); HTTP/2 upstreams multiplex on one.
-		MaxIdleConnsPerHost: 64,
-		MaxIdleConns:        256,
-		// ForceAttemptHTTP2 negotiates HTTP/2 with TLS upstreams although a
-		// custom dialer is set.
-		ForceAttemptHTTP2: true,
-		// DisableCompression stops the transport from adding its own
-		// "Accept-Encoding: gzip" and decompressing: the caller's
-		// Accept-Encoding goes upstream as sent and a gzip body comes back
-		// byte for byte.
-		DisableCompression: true,
-		// Bigger buffers than the 4 KiB default cut system calls for the
-		// multi-megabyte query results Log Analytics returns.
-		WriteBufferSize: 32 << 10,
-		ReadBufferSize:  32 << 10,
-	}
+	t := azure.NewTransport()
+	// ResponseHeaderTimeout bounds the wait for the status line once the
+	// request is sent. Log Analytics answers only when the query is done,
+	// and a query may run 10 minutes (Prefer: wait=600), after which the
+	// service answers 504 itself; 11 minutes never cuts a query short but
+	// still frees a request whose upstream died silently.
+	t.ResponseHeaderTimeout = 11 * time.Minute
+	// MaxIdleConnsPerHost keeps enough warm connections for a sidecar's
+	// burst of concurrent HTTP/1.1 calls (Go's default of 2 makes most of a
+	// burst dial anew); HTTP/2 upstreams multiplex on one.
+	t.MaxIdleConnsPerHost = 64
+	t.MaxIdleConns = 256
+	// DisableCompression stops the transport from adding its own
+	// "Accept-Encoding: gzip" and decompressing: the caller's
+	// Accept-Encoding goes upstream as sent and a gzip body comes back byte
+	// for byte.
+	t.DisableCompression = true
+	// Bigger buffers than the 4 KiB default cut system calls for the
+	// multi-megabyte query results Log Analytics returns.
+	t.WriteBufferSize = 32 << 10
+	t.ReadBufferSize = 32 << 10
+	return t
 }
 
 // retryTransport sends a request and, when the upstream answers 401, asks
