@@ -127,11 +127,11 @@ func TestCloudEndpoints(t *testing.T) {
 				"AZURE_TENANT_ID": emulator.DemoTenantID, "AZURE_CLIENT_ID": emulator.DemoClientID,
 				"AZURE_CLIENT_SECRET": "s", "AZURE_CLOUD": tt.cloud,
 			})
-			if got := b.identities[0].Authority; got != tt.authority {
+			if got := b.current().identities[0].Authority; got != tt.authority {
 				t.Errorf("AZURE_CLOUD=%s: authority = %s, want %s", tt.cloud, got, tt.authority)
 			}
 			var got []route
-			for _, r := range b.routes {
+			for _, r := range b.current().routes {
 				got = append(got, route{r.Name, r.Upstream.String(), r.Scope})
 			}
 			if diff := cmp.Diff(tt.routes, got); diff != "" {
@@ -176,7 +176,7 @@ func TestBuildIdentities(t *testing.T) {
 	})
 	type id struct{ Name, ClientID, ObjectID string }
 	var got []id
-	for _, i := range b.identities {
+	for _, i := range b.current().identities {
 		got = append(got, id{i.Name, i.ClientID, i.ObjectID})
 	}
 	want := []id{
@@ -187,13 +187,13 @@ func TestBuildIdentities(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("identities (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"https://api.loganalytics.io/.default"}, b.identities[1].AllowedScopes); diff != "" {
+	if diff := cmp.Diff([]string{"https://api.loganalytics.io/.default"}, b.current().identities[1].AllowedScopes); diff != "" {
 		t.Errorf("reports' allowed scopes, normalized (-want +got):\n%s", diff)
 	}
-	if len(b.prefetch) != 2 || b.prefetch[0].ClientID != emulator.DemoClientID || b.prefetch[1].Scope != "https://api.loganalytics.io/.default" {
-		t.Errorf("prefetch keys = %+v, want the default's vault scope and reports' Log Analytics scope", b.prefetch)
+	if len(b.current().prefetch) != 2 || b.current().prefetch[0].ClientID != emulator.DemoClientID || b.current().prefetch[1].Scope != "https://api.loganalytics.io/.default" {
+		t.Errorf("prefetch keys = %+v, want the default's vault scope and reports' Log Analytics scope", b.current().prefetch)
 	}
-	if last := b.routes[len(b.routes)-1]; last.Name != "kusto" {
+	if last := b.current().routes[len(b.current().routes)-1]; last.Name != "kusto" {
 		t.Errorf("last route = %s, want the custom kusto route", last.Name)
 	}
 }
@@ -299,7 +299,7 @@ func TestWatchExpiryChecksAtStartAndEachTick(t *testing.T) {
 	ticks := make(chan time.Time) // unbuffered: a send returns once the watcher has it
 	done := make(chan struct{})
 	go func() {
-		watchExpiry(ctx, zap.New(core), ids, func() time.Time { return start }, ticks)
+		watchExpiry(ctx, zap.New(core), func() []expiringIdentity { return ids }, func() time.Time { return start }, ticks)
 		close(done)
 	}()
 	ticks <- start.Add(24 * time.Hour)      // 29 days left: quiet
@@ -328,7 +328,7 @@ func TestWorkloadIdentityEnvironment(t *testing.T) {
 		"AZURE_FEDERATED_TOKEN_FILE": tokenFile,
 		"AZURE_AUTHORITY_HOST":       "https://login.microsoftonline.com/",
 	})
-	if got := b.identities[0].Authority; got != "https://login.microsoftonline.com" {
+	if got := b.current().identities[0].Authority; got != "https://login.microsoftonline.com" {
 		t.Errorf("authority = %q, want https://login.microsoftonline.com", got)
 	}
 }
@@ -357,8 +357,8 @@ func TestRouteScopeNotAllowed(t *testing.T) {
 		t.Errorf("build = %v\nwant %s", err, want)
 	}
 	env["BROKER_ALLOWED_SCOPES"] = "https://api.loganalytics.io,https://help.kusto.windows.net"
-	if b := buildFrom(t, env); len(b.routes) != 5 {
-		t.Errorf("routes = %d, want the 3 built-in and 2 custom ones", len(b.routes))
+	if b := buildFrom(t, env); len(b.current().routes) != 5 {
+		t.Errorf("routes = %d, want the 3 built-in and 2 custom ones", len(b.current().routes))
 	}
 }
 
@@ -373,8 +373,8 @@ func TestRoutesFileRepointsABuiltInRoute(t *testing.T) {
 	}
 	env := serveEnv(emu.URL)
 	env["BROKER_ROUTES_FILE"] = routesPath
-	if b := buildFrom(t, env); len(b.routes) != 3 || b.routes[1].Name != "appinsights" || b.routes[1].Upstream.String() != emu.URL {
-		t.Errorf("routes = %v, want the 3 built-in ones with appinsights at %s", b.routes, emu.URL)
+	if b := buildFrom(t, env); len(b.current().routes) != 3 || b.current().routes[1].Name != "appinsights" || b.current().routes[1].Upstream.String() != emu.URL {
+		t.Errorf("routes = %v, want the 3 built-in ones with appinsights at %s", b.current().routes, emu.URL)
 	}
 	r := start(t, env)
 	status, _, body := call(t, "GET", r.api+"/proxy/appinsights/v1/workspaces/"+loganalytics.DemoWorkspaceID+"/query?query=print%201", nil, "")

@@ -75,14 +75,14 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 // expiryWarning (an error once it has expired): at now(), then at the time
 // of every tick, until ctx ends. ticks is a daily ticker's channel in
 // production and a test's channel in tests.
-func watchExpiry(ctx context.Context, log *zap.Logger, ids []expiringIdentity, now func() time.Time, ticks <-chan time.Time) {
-	checkExpiry(log, ids, now())
+func watchExpiry(ctx context.Context, log *zap.Logger, ids func() []expiringIdentity, now func() time.Time, ticks <-chan time.Time) {
+	checkExpiry(log, ids(), now())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case t := <-ticks:
-			checkExpiry(log, ids, t)
+			checkExpiry(log, ids(), t)
 		}
 	}
 }

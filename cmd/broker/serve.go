@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,11 +11,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,7 +70,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, stderr)
+	log, level, err := newLeveledLogger(cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -110,10 +115,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer func() { _ = b.cache.Close() }()
 	defer func() { _ = b.auditor.Close() }()
+	b.level = &level
+	if mode != config.Demo {
+		// A reload reads the configuration as start did: the same
+		// environment and flags, the files as they are now.
+		b.reload = func() (config.Config, []proxy.Route, error) {
+			c, custom, err := loadConfig(name, args, getenv, io.Discard, mode, nil)
+			c.Listen = cfg.Listen // the listeners stay as they were opened
+			return c, custom, err
+		}
+	}
 
 	errLog := zap.NewStdLog(log.Named("http"))
 	api := &http.Server{
-		Handler: b.api,
+		Handler: b.apiHandler(),
 		// The caller (uid, pid, executable) is looked up once per
 		// connection, when it first asks for a token.
 		ConnContext:       caller.ConnContext,
@@ -125,7 +140,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ErrorLog:       errLog,
 	}
 	ops := &http.Server{
-		Handler:           b.ops,
+		Handler:           b.opsHandler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readHeaderTimeout,
 		WriteTimeout:      opsWriteTimeout,
@@ -133,11 +148,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          errLog,
 	}
+	first := b.current().identities[0]
 	log.Info("listening",
 		zap.String("api", listenURL(apiLn)), zap.String("ops", listenURL(opsLn)),
-		zap.String("version", version.String()), zap.String("tenant_id", b.identities[0].TenantID),
-		zap.String("client_id", b.identities[0].ClientID), zap.String("authority", b.identities[0].Authority),
-		zap.Int("identities", len(b.identities)))
+		zap.String("version", version.String()), zap.String("tenant_id", first.TenantID),
+		zap.String("client_id", first.ClientID), zap.String("authority", first.Authority),
+		zap.Int("identities", len(b.current().identities)), zap.String("config_hash", b.current().version.Hash))
 	if hook, ok := ctx.Value(listenHookKey{}).(listenHook); ok {
 		hook(apiLn.Addr(), opsLn.Addr())
 	}
@@ -150,12 +166,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	g.Go(func() error {
 		t := time.NewTicker(expiryCheckInterval)
 		defer t.Stop()
-		watchExpiry(ctx, log.Named("credential"), b.expiring, time.Now, t.C)
+		watchExpiry(ctx, log.Named("credential"), func() []expiringIdentity { return b.current().expiring }, time.Now, t.C)
 		return nil
 	})
-	if len(b.prefetch) > 0 {
+	if prefetch := b.current().prefetch; len(prefetch) > 0 {
 		g.Go(func() error {
-			b.cache.Prefetch(ctx, b.prefetch...)
+			b.cache.Prefetch(ctx, prefetch...)
+			return nil
+		})
+	}
+	if b.reload != nil {
+		g.Go(func() error {
+			reloadOnHangup(ctx, b, log)
 			return nil
 		})
 	}
@@ -181,10 +203,34 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 	return nil
 }
 
-// broker is the wired program: what runServe serves and what it closes.
+// broker is the wired program: what runServe serves and what it closes. Its
+// process-wide parts (the registry of the Go, process, cache, audit and
+// configuration metrics, the cache and the audit trail) live as long as the
+// process; a generation is what one configuration builds (the identities'
+// token clients, the callers policy, the routes, the routers), replaced
+// whole by a reload.
 type broker struct {
-	cache    *cache.Cache
-	auditor  *access.Auditor
+	reg     *prometheus.Registry
+	cache   *cache.Cache
+	auditor *access.Auditor
+	srcs    *liveSources
+	log     *zap.Logger
+	// configInfo and configLoaded say which configuration is in force.
+	configInfo   *prometheus.GaugeVec
+	configLoaded prometheus.Gauge
+
+	gen atomic.Pointer[generation]
+	// reloadMu serializes reloads.
+	reloadMu sync.Mutex
+	// reload re-reads the configuration for Reload; nil in demo mode.
+	reload func() (config.Config, []proxy.Route, error)
+	// level is the log's level, which Reload sets; nil leaves it.
+	level *zap.AtomicLevel
+}
+
+// generation is what one configuration builds. It is never modified once
+// in force: requests that began on it finish on it.
+type generation struct {
 	api, ops http.Handler
 	// identities are the identities served; the first is the default.
 	identities []httpapi.Identity
@@ -193,6 +239,21 @@ type broker struct {
 	// expiring are the identities' credentials, for the expiry warnings.
 	expiring []expiringIdentity
 	prefetch []cache.Key
+	sources  sources
+	version  httpapi.ConfigVersion
+}
+
+// current returns the generation in force.
+func (b *broker) current() *generation { return b.gen.Load() }
+
+// apiHandler and opsHandler serve each request with the generation in force
+// when it arrives.
+func (b *broker) apiHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.current().api.ServeHTTP(w, r) })
+}
+
+func (b *broker) opsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.current().ops.ServeHTTP(w, r) })
 }
 
 // build wires the token source, the cache, the proxy and the routers from
@@ -204,15 +265,64 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(),
 	)
+	b := &broker{reg: reg, log: log, srcs: &liveSources{}}
+	b.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "broker_config_info",
+		Help: "Always 1; the label hash names the configuration in force (a hash of the settings and the files they name).",
+	}, []string{"hash"})
+	b.configLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "broker_config_loaded_timestamp_seconds",
+		Help: "When the configuration in force was loaded (unix seconds): at start, then at each accepted reload.",
+	})
+	reg.MustRegister(b.configInfo, b.configLoaded)
 
+	c, err := cache.New(b.srcs, cache.Options{
+		Size:       cfg.CacheSize,
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.cache = c
+	// The cache runs timers: close it unless build hands it over.
+	built := false
+	defer func() {
+		if !built {
+			_ = c.Close()
+		}
+	}()
+	auditor, err := access.NewAuditor(access.AuditOptions{Logger: log.Named("audit"), File: cfg.AuditFile, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	b.auditor = auditor
+	defer func() {
+		if !built {
+			_ = auditor.Close()
+		}
+	}()
+	gen, err := b.generation(cfg, custom)
+	if err != nil {
+		return nil, err
+	}
+	b.install(gen)
+	built = true
+	return b, nil
+}
+
+// generation builds what cfg and custom make: token clients, the callers
+// policy, the routes and the routers, with their metrics on a registry of
+// their own (so that a reload registers them afresh; Prometheus sees their
+// counters restart). It changes nothing in force.
+func (b *broker) generation(cfg config.Config, custom []proxy.Route) (*generation, error) {
+	log := b.log
 	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		return nil, err
 	}
-	srcs := sources{}
-	var ids []httpapi.Identity
-	var prefetch []cache.Key
-	var expiring []expiringIdentity
+	reg := prometheus.NewRegistry()
+	gen := &generation{sources: sources{}}
 	for _, cid := range cfg.Served() {
 		client, cred, err := newClient(cid, cfg, cloud, log.Named("azure").With(zap.String("identity", cid.Name)))
 		if err != nil {
@@ -240,49 +350,25 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 				return nil, err
 			}
 			id.PrefetchScopes = append(id.PrefetchScopes, n)
-			prefetch = append(prefetch, id.Key(n))
+			gen.prefetch = append(gen.prefetch, id.Key(n))
 		}
-		srcs[id.Key("")] = client
-		ids = append(ids, id)
-		expiring = append(expiring, expiringIdentity{name: cid.Name, cred: cred, secretExpiresOn: cid.SecretExpiresOn})
+		gen.sources[id.Key("")] = client
+		gen.identities = append(gen.identities, id)
+		gen.expiring = append(gen.expiring, expiringIdentity{name: cid.Name, cred: cred, secretExpiresOn: cid.SecretExpiresOn})
 	}
-	if err := registerCredentialExpiry(reg, expiring); err != nil {
+	if err := registerCredentialExpiry(reg, gen.expiring); err != nil {
 		return nil, err
 	}
 
-	routes := proxy.Routes(cloud, custom)
-	c, err := cache.New(srcs, cache.Options{
-		Size:       cfg.CacheSize,
-		Registerer: reg,
-		Logger:     log,
-	})
+	gen.routes = proxy.Routes(cloud, custom)
+	if err := checkRouteScopes(custom, gen.identities[0]); err != nil {
+		return nil, err
+	}
+	policy, err := callersPolicy(cfg.Callers, gen.identities, gen.routes)
 	if err != nil {
 		return nil, err
 	}
-	// The cache runs timers: close it unless build hands it over.
-	built := false
-	defer func() {
-		if !built {
-			_ = c.Close()
-		}
-	}()
-
-	if err := checkRouteScopes(custom, ids[0]); err != nil {
-		return nil, err
-	}
-	policy, err := callersPolicy(cfg.Callers, ids, routes)
-	if err != nil {
-		return nil, err
-	}
-	auditor, err := access.NewAuditor(access.AuditOptions{Logger: log.Named("audit"), File: cfg.AuditFile, Registerer: reg})
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if !built {
-			_ = auditor.Close()
-		}
-	}()
+	gen.version = configVersion(cfg)
 	listenHost := ""
 	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil {
 		listenHost = h
@@ -291,13 +377,13 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 	if h, _, err := net.SplitHostPort(cfg.OpsListen); err == nil {
 		opsListenHost = h
 	}
-	api, ops, err := httpapi.New(httpapi.Options{
-		Cache:          c,
-		Identities:     ids,
+	gen.api, gen.ops, err = httpapi.New(httpapi.Options{
+		Cache:          b.cache,
+		Identities:     gen.identities,
 		IdentityHeader: cfg.IdentityHeader,
 		Proxy: func(tokens httpapi.ProxyTokens) (http.Handler, error) {
 			return proxy.New(proxy.Options{
-				Routes:          routes,
+				Routes:          gen.routes,
 				Tokens:          tokens,
 				MaxBodyBytes:    cfg.ProxyMaxBodyBytes,
 				BodyReadTimeout: cfg.ProxyBodyTimeout,
@@ -309,16 +395,105 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 		ListenHost:    listenHost,
 		OpsListenHost: opsListenHost,
 		Policy:        policy,
-		Auditor:       auditor,
+		Auditor:       b.auditor,
+		Config:        gen.version,
+		Reload:        b.Reload,
 		Logger:        log.Named("http"),
 		Registerer:    reg,
-		Gatherer:      reg,
+		Gatherer:      prometheus.Gatherers{b.reg, reg},
 	})
 	if err != nil {
 		return nil, err
 	}
-	built = true
-	return &broker{cache: c, auditor: auditor, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
+	return gen, nil
+}
+
+// install puts gen in force: its token clients first, so that no request
+// of gen finds its identity's source missing, then its routers.
+func (b *broker) install(gen *generation) {
+	b.srcs.store(gen.sources)
+	b.gen.Store(gen)
+	b.configInfo.Reset()
+	b.configInfo.WithLabelValues(gen.version.Hash).Set(1)
+	b.configLoaded.Set(float64(gen.version.LoadedAt.Unix()))
+}
+
+// Reload re-reads the configuration (the environment and flags as at start,
+// and the files they name: BROKER_CONFIG's identities and callers, the
+// routes file) and puts it in force. A configuration with any problem is
+// refused whole: the one in force keeps serving and every problem is
+// logged, as at start. Tokens stay cached: a token's cache key is its
+// identity's authority, tenant, client ID and scope, so the identities that
+// remain keep theirs; new prefetch scopes are fetched. Requests in flight
+// finish on the configuration they began on. Safe for concurrent use.
+func (b *broker) Reload(ctx context.Context) (httpapi.ConfigVersion, error) {
+	b.reloadMu.Lock()
+	defer b.reloadMu.Unlock()
+	if b.reload == nil {
+		return httpapi.ConfigVersion{}, httpapi.ErrReloadUnavailable
+	}
+	refuse := func(err error) (httpapi.ConfigVersion, error) {
+		var problems []string
+		for _, p := range config.AsProblems(err) {
+			problems = append(problems, p.Error())
+		}
+		if len(problems) == 0 {
+			problems = strings.Split(err.Error(), "\n")
+		}
+		for _, p := range problems {
+			b.log.Error("configuration reload refused", zap.String("problem", p))
+		}
+		b.log.Warn("the configuration in force keeps serving", zap.String("config_hash", b.current().version.Hash))
+		return httpapi.ConfigVersion{}, &httpapi.ReloadError{Problems: problems}
+	}
+	cfg, custom, err := b.reload()
+	if err != nil {
+		return refuse(err)
+	}
+	gen, err := b.generation(cfg, custom)
+	if err != nil {
+		return refuse(err)
+	}
+	old := b.current()
+	b.install(gen)
+	if b.level != nil {
+		if l, err := zapcore.ParseLevel(cfg.LogLevel); err == nil {
+			b.level.SetLevel(l)
+		}
+	}
+	if fresh := newKeys(gen.prefetch, old.prefetch); len(fresh) > 0 {
+		go b.cache.Prefetch(ctx, fresh...)
+	}
+	b.log.Info("configuration reloaded", zap.String("config_hash", gen.version.Hash),
+		zap.String("previous_hash", old.version.Hash), zap.Int("identities", len(gen.identities)), zap.Int("routes", len(gen.routes)))
+	return gen.version, nil
+}
+
+// newKeys returns the keys of now that were not in before.
+func newKeys(now, before []cache.Key) []cache.Key {
+	var out []cache.Key
+	for _, k := range now {
+		if !slices.Contains(before, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// configVersion names cfg: a hash of its settings (secrets redacted) and of
+// the files it names, and the time it was loaded.
+func configVersion(cfg config.Config) httpapi.ConfigVersion {
+	h := sha256.New()
+	io.WriteString(h, cfg.String())
+	for _, f := range []string{cfg.ConfigFile, cfg.RoutesFile} {
+		if f == "" {
+			continue
+		}
+		if data, err := os.ReadFile(f); err == nil {
+			h.Write(data)
+		}
+	}
+	return httpapi.ConfigVersion{Hash: hex.EncodeToString(h.Sum(nil))[:12], LoadedAt: time.Now().UTC().Truncate(time.Second)}
 }
 
 // checkRouteScopes refuses, at start, a route from the routes file whose
@@ -394,6 +569,17 @@ func normalizeConfigScope(env, s string) (string, error) {
 // sources hands each cache key to the token source of its identity.
 type sources map[cache.Key]azure.TokenSource
 
+// liveSources are the sources of the generation in force: the cache lives
+// across reloads, its source follows them. Safe for concurrent use.
+type liveSources struct{ p atomic.Pointer[sources] }
+
+func (l *liveSources) store(s sources) { l.p.Store(&s) }
+
+// Token fetches key's token from the source in force.
+func (l *liveSources) Token(ctx context.Context, key cache.Key) (azure.Token, error) {
+	return (*l.p.Load()).Token(ctx, key)
+}
+
 // Token fetches key's token from the identity's source.
 func (s sources) Token(ctx context.Context, key cache.Key) (azure.Token, error) {
 	src, ok := s[cache.Key{Authority: key.Authority, Tenant: key.Tenant, ClientID: key.ClientID}]
@@ -426,10 +612,18 @@ func buildInfo() prometheus.Collector {
 
 // newLogger builds the zap logger the configuration asks for, writing to w.
 func newLogger(cfg config.Config, w io.Writer) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	log, _, err := newLeveledLogger(cfg, w)
+	return log, err
+}
+
+// newLeveledLogger is newLogger with the level it logs at, which a reload
+// changes.
+func newLeveledLogger(cfg config.Config, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	l, err := zapcore.ParseLevel(cfg.LogLevel)
 	if err != nil {
-		return nil, err
+		return nil, zap.AtomicLevel{}, err
 	}
+	level := zap.NewAtomicLevelAt(l)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "time"
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -441,7 +635,7 @@ func newLogger(cfg config.Config, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	core := zapcore.NewCore(enc, zapcore.AddSync(w), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), nil
+	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), level, nil
 }
 
 // listen opens a TCP listener for host:port, or a unix socket for
@@ -494,4 +688,21 @@ func listenURL(ln net.Listener) string {
 		return "unix://" + ln.Addr().String()
 	}
 	return "http://" + ln.Addr().String()
+}
+
+// reloadOnHangup reloads the configuration at every SIGHUP until ctx ends.
+// A refused configuration is logged by Reload; the one in force stays.
+func reloadOnHangup(ctx context.Context, b *broker, log *zap.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("SIGHUP: reloading the configuration")
+			_, _ = b.Reload(ctx)
+		}
+	}
 }

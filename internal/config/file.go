@@ -21,6 +21,9 @@ type fileDoc struct {
 	// Callers is nil when the file has no callers: key (every local caller
 	// may use everything).
 	Callers *[]callerEntry `yaml:"callers"`
+	// LogLevel, when set, overrides BROKER_LOG_LEVEL: the file is re-read
+	// at a reload, the environment is not.
+	LogLevel yaml.Node `yaml:"log_level"`
 	// Routes is recognised only to say where routes belong.
 	Routes yaml.Node `yaml:"routes"`
 }
@@ -76,6 +79,9 @@ func (c *Config) LoadFile() error {
 	}
 	parsed, err := parseFile(c.ConfigFile, data, systemUsers)
 	c.Identities, c.Callers = parsed.identities, parsed.callers
+	if parsed.logLevel != "" {
+		c.LogLevel = parsed.logLevel
+	}
 	return err
 }
 
@@ -92,12 +98,14 @@ func ParseIdentities(path string, data []byte) ([]Identity, error) {
 type file struct {
 	identities []Identity
 	callers    []CallerRule
+	logLevel   string // "" when the file names none
 }
 
 // parseFile parses the content of the configuration file path, resolving
 // the callers' user and group names with db.
 func parseFile(path string, data []byte, db userDB) (file, error) {
 	p := &fileParser{path: path, dir: filepath.Dir(path)}
+	var f file
 	var doc fileDoc
 	problems, ok := yamlfile.Decode(data, &doc, yamlWords)
 	switch {
@@ -114,7 +122,15 @@ func parseFile(path string, data []byte, db userDB) (file, error) {
 	if doc.Routes.Kind != 0 {
 		p.fail(doc.Routes.Line, "put them in their own file and name it in BROKER_ROUTES_FILE", "routes do not belong here")
 	}
-	if len(doc.Identities) == 0 && doc.Callers == nil && len(p.errs) == 0 {
+	if present(&doc.LogLevel) {
+		switch v := strings.TrimSpace(doc.LogLevel.Value); v {
+		case "debug", "info", "warn", "error":
+			f.logLevel = v
+		default:
+			p.fail(doc.LogLevel.Line, "use debug, info, warn or error", "log_level %q is not a level", v)
+		}
+	}
+	if len(doc.Identities) == 0 && doc.Callers == nil && f.logLevel == "" && len(p.errs) == 0 {
 		p.fail(0, `list them under "identities:"`, "the file names no identities")
 	}
 	lines := yamlfile.ItemLines(data, "identities")
@@ -151,7 +167,7 @@ func parseFile(path string, data []byte, db userDB) (file, error) {
 			out = append(out, id)
 		}
 	}
-	f := file{identities: out}
+	f.identities = out
 	if doc.Callers != nil {
 		names := []string{DefaultIdentity}
 		for _, id := range out {
@@ -213,7 +229,7 @@ var yamlWords = yamlfile.Words{
 		case typ == "rateEntry":
 			return fmt.Sprintf("unknown key %q of a caller rule's rate (known keys: %s)", key, rateKeys)
 		}
-		return fmt.Sprintf("unknown key %q (known keys: identities, callers)", key)
+		return fmt.Sprintf("unknown key %q (known keys: identities, callers, log_level)", key)
 	},
 	Types: strings.NewReplacer(
 		"[]config.identityEntry", "a list of identities",

@@ -64,7 +64,7 @@ func TestParseIdentitiesProblems(t *testing.T) {
 			`testdata/unknown-keys.yaml:2: identity "reports": tenant_id is missing: use the Directory (tenant) ID from the app registration's Overview page`,
 			`testdata/unknown-keys.yaml:3: unknown key "tenant" of an identity: did you mean tenant_id? (known keys: name, tenant_id, client_id, object_id, resource_id, client_secret_file, client_certificate_path, client_certificate_password_file, send_certificate_chain, federated_token_file, secret_expires_on, allowed_scopes, prefetch_scopes)`,
 			`testdata/unknown-keys.yaml:6: unknown key "scopes" of an identity (known keys: name, tenant_id, client_id, object_id, resource_id, client_secret_file, client_certificate_path, client_certificate_password_file, send_certificate_chain, federated_token_file, secret_expires_on, allowed_scopes, prefetch_scopes)`,
-			`testdata/unknown-keys.yaml:7: unknown key "listen" (known keys: identities, callers)`,
+			`testdata/unknown-keys.yaml:7: unknown key "listen" (known keys: identities, callers, log_level)`,
 		}},
 		{"bad-values", []string{
 			`testdata/bad-values.yaml:2: identity 1: name "Reports Team" must be lower-case letters, digits, '-', '_' or '.' (at most 63), such as reports`,

@@ -120,6 +120,13 @@ type Options struct {
 	// Auditor receives the audit trail of every grant and refusal; nil
 	// writes none.
 	Auditor *access.Auditor
+	// Config names the configuration in force, shown by /readyz; zero
+	// shows none.
+	Config ConfigVersion
+	// Reload, when set, re-reads the configuration and puts it in force
+	// (POST /config/reload): it returns the new version, or a *ReloadError
+	// listing every problem of a configuration it refused.
+	Reload func(context.Context) (ConfigVersion, error)
 	// Logger receives the access log and errors; nil discards.
 	Logger *zap.Logger
 	// Registerer receives the HTTP metrics; nil registers nothing.

@@ -27,6 +27,8 @@ type readiness struct {
 	Scopes     []scopeStatus `json:"scopes,omitempty"`
 	Missing    []string      `json:"missing,omitempty"`
 	Detail     string        `json:"detail,omitempty"`
+	// Config is the configuration in force, when known.
+	Config *ConfigVersion `json:"config,omitempty"`
 }
 
 type scopeStatus struct {
@@ -47,6 +49,9 @@ type scopeStatus struct {
 // by pod IP) only how many scopes are ready.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	body := readiness{Ready: true, Scopes: []scopeStatus{}, ScopesWant: len(s.prefetch)}
+	if s.opts.Config.Hash != "" {
+		body.Config = &s.opts.Config
+	}
 	for _, p := range s.prefetch {
 		id, scope := p.id, p.scope
 		st := s.opts.Cache.Status(id.Key(scope))

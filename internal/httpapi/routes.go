@@ -39,8 +39,9 @@ func (s *server) apiRoutes(proxy http.Handler) http.Handler {
 	return r
 }
 
-// opsRoutes is the ops listener: metrics, health and cache control
-// (POST /cache/refresh, for callers on this host only). Its Host guard takes IP
+// opsRoutes is the ops listener: metrics, health, cache control and
+// reload (POST /cache/refresh and /config/reload, for callers on this host
+// only). Its Host guard takes IP
 // literals too (Prometheus and the kubelet reach it by pod IP) but no DNS
 // name other than localhost and the listen host, so a page that rebinds a
 // name cannot read it; web pages are refused as on the API listener.
@@ -59,6 +60,7 @@ func (s *server) opsRoutes() http.Handler {
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Post("/cache/refresh", s.handle(s.cacheRefresh))
+	r.Post("/config/reload", s.handle(s.configReload))
 	return r
 }
 
