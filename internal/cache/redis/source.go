@@ -167,6 +167,7 @@ func New(src cache.Source, opts Options) (*Source, error) {
 	// these handshakes anyway.
 	ro.DisableIdentity = true
 	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	quietOnce.Do(func() { goredis.SetLogger(quiet{}) })
 	s.rdb = goredis.NewClient(ro)
 	if s.reg != nil {
 		if err := s.m.register(s.reg); err != nil {
@@ -238,7 +239,7 @@ func (s *Source) Token(ctx context.Context, key cache.Key) (azure.Token, error) 
 	usable := func(t azure.Token) bool {
 		return cache.Usable(t, s.margin, s.now()) && (!refresh || t.ExpiresOn.After(held.ExpiresOn))
 	}
-	tok, ok, err := s.lookup(ctx, key, usable)
+	tok, ok, err := s.lookup(ctx, key, usable, true)
 	switch {
 	case err != nil:
 		return s.src.Token(ctx, key)
@@ -256,8 +257,14 @@ func (s *Source) Token(ctx context.Context, key cache.Key) (azure.Token, error) 
 			return s.src.Token(ctx, key)
 		}
 		if won {
-			s.m.leases.WithLabelValues("won").Inc()
 			defer s.release(ctx, lease, fence)
+			// The previous holder may have stored its token between the
+			// lookup and the lease.
+			if tok, ok, err := s.lookup(ctx, key, usable, false); err == nil && ok {
+				s.m.leases.WithLabelValues("waited").Inc()
+				return tok, nil
+			}
+			s.m.leases.WithLabelValues("won").Inc()
 			return s.fetch(ctx, key)
 		}
 		if polls == int(s.wait/s.poll) {
@@ -274,7 +281,7 @@ func (s *Source) Token(ctx context.Context, key cache.Key) (azure.Token, error) 
 			return azure.Token{}, fmt.Errorf("redis: waiting for another broker's token: %w", context.Cause(ctx))
 		case <-t.C:
 		}
-		tok, ok, err := s.lookup(ctx, key, usable)
+		tok, ok, err := s.lookup(ctx, key, usable, false)
 		switch {
 		case err != nil:
 			return s.src.Token(ctx, key)
@@ -296,7 +303,8 @@ func (s *Source) fetch(ctx context.Context, key cache.Key) (azure.Token, error) 
 
 // lookup reads key's entries (one per key of the key file, in one MGET)
 // and returns the first that decrypts and is usable.
-func (s *Source) lookup(ctx context.Context, key cache.Key, usable func(azure.Token) bool) (azure.Token, bool, error) {
+// Only the first lookup of a fetch counts undecryptable entries.
+func (s *Source) lookup(ctx context.Context, key cache.Key, usable func(azure.Token) bool, first bool) (azure.Token, bool, error) {
 	var vals []any
 	err := s.call(ctx, opGet, func(ctx context.Context) (err error) {
 		vals, err = s.rdb.MGet(ctx, s.keys.names(key)...).Result()
@@ -312,8 +320,10 @@ func (s *Source) lookup(ctx context.Context, key cache.Key, usable func(azure.To
 		}
 		tok, id, err := s.keys.open(key, []byte(b))
 		if err != nil {
-			s.m.lookups.WithLabelValues("undecryptable").Inc()
-			s.logUndecryptable(id, err)
+			if first {
+				s.m.lookups.WithLabelValues("undecryptable").Inc()
+				s.logUndecryptable(id, err)
+			}
 			continue
 		}
 		if usable(tok) {
@@ -377,6 +387,16 @@ func (s *Source) release(ctx context.Context, lease, fence string) {
 		return release.Run(ctx, s.rdb, []string{lease}, fence).Err()
 	})
 }
+
+// quiet discards the client library's own log lines (dial failures of its
+// pool, to stderr): the Source logs and counts every failed call itself.
+// The logger is the library's global; the broker has no other Redis
+// client.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
 
 // errBreakerOpen is the error of a call the open breaker refused.
 var errBreakerOpen = errors.New("redis: circuit breaker open")
