@@ -25,6 +25,7 @@ import (
 	"github.com/entrabroker/broker/internal/access"
 	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/cache"
+	"github.com/entrabroker/broker/internal/cache/redis"
 	"github.com/entrabroker/broker/internal/caller"
 	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/httpapi"
@@ -89,7 +90,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	defer func() { _ = b.cache.Close() }()
+	defer func() {
+		// The cache first: its fetches may still use the second level.
+		_ = b.cache.Close()
+		if b.shared != nil {
+			_ = b.shared.Close()
+		}
+	}()
 	defer func() { _ = b.auditor.Close() }()
 
 	apiLn, err := listen(cfg.Listen)
@@ -175,7 +182,9 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 
 // broker is the wired program: what runServe serves and what it closes.
 type broker struct {
-	cache    *cache.Cache
+	cache *cache.Cache
+	// shared is the Redis second level under the cache, or nil.
+	shared   *redis.Source
 	auditor  *access.Auditor
 	api, ops http.Handler
 	// identities are the identities served; the first is the default.
@@ -259,12 +268,23 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		}
 		routes = append(routes, custom...)
 	}
-	c, err := cache.New(srcs, cache.Options{
+	shared, err := secondLevel(cfg, srcs, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	var src cache.Source = srcs
+	if shared != nil {
+		src = shared
+	}
+	c, err := cache.New(src, cache.Options{
 		Size:       cfg.CacheSize,
 		Registerer: reg,
 		Logger:     log,
 	})
 	if err != nil {
+		if shared != nil {
+			_ = shared.Close()
+		}
 		return nil, err
 	}
 	// The cache runs timers: close it unless build hands it over.
@@ -272,6 +292,9 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	defer func() {
 		if !built {
 			_ = c.Close()
+			if shared != nil {
+				_ = shared.Close()
+			}
 		}
 	}()
 
@@ -324,7 +347,36 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 		return nil, err
 	}
 	built = true
-	return &broker{cache: c, auditor: auditor, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
+	return &broker{cache: c, shared: shared, auditor: auditor, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
+}
+
+// secondLevel returns the Redis second level over src when BROKER_REDIS_URL
+// is set, else nil. It does not connect: the broker starts, and stays
+// ready, whether Redis answers or not.
+func secondLevel(cfg config.Config, src cache.Source, reg prometheus.Registerer, log *zap.Logger) (*redis.Source, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	keys, err := redis.LoadKeys(cfg.RedisKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("BROKER_REDIS_KEY_FILE: %w", err)
+	}
+	shared, err := redis.New(src, redis.Options{
+		URL:        cfg.RedisURL,
+		CAFile:     cfg.RedisCAFile,
+		Keys:       keys,
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("BROKER_REDIS_URL: %w", err)
+	}
+	where := "unix socket"
+	if u, err := url.Parse(cfg.RedisURL); err == nil && u.Host != "" {
+		where = u.Scheme + "://" + u.Host
+	}
+	log.Info("sharing tokens through Redis", zap.String("redis", where), zap.Strings("key_ids", keys.IDs()))
+	return shared, nil
 }
 
 // checkRouteScopes refuses, at start, a route from the routes file whose
