@@ -227,7 +227,7 @@ func ad(head []byte, k cache.Key) []byte {
 	return append(append([]byte(nil), head...), canonical(k)...)
 }
 
-// errUnknownKey and errUndecryptable say why an entry was not opened.
+// errMalformed and errUndecryptable say why an entry was not opened.
 var (
 	errMalformed     = errors.New("malformed entry")
 	errUndecryptable = errors.New("entry does not decrypt")

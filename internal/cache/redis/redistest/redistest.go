@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -169,11 +168,4 @@ func (s *Server) Dump(ctx context.Context) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, iter.Err()
-}
-
-// Port is the server's TCP port.
-func (s *Server) Port() int {
-	_, p, _ := net.SplitHostPort(s.Addr)
-	n, _ := strconv.Atoi(p)
-	return n
 }
