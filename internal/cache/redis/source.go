@@ -251,7 +251,8 @@ func (s *Source) Token(ctx context.Context, key cache.Key) (azure.Token, error) 
 
 	lease := s.keys.leaseName(key)
 	fence := newFence()
-	for polls := int(s.wait / s.poll); ; polls-- {
+	maxPolls := int(s.wait / s.poll)
+	for polls := maxPolls; ; polls-- {
 		won, err := s.acquire(ctx, lease, fence)
 		if err != nil {
 			return s.src.Token(ctx, key)
@@ -267,7 +268,7 @@ func (s *Source) Token(ctx context.Context, key cache.Key) (azure.Token, error) 
 			s.m.leases.WithLabelValues("won").Inc()
 			return s.fetch(ctx, key)
 		}
-		if polls == int(s.wait/s.poll) {
+		if polls == maxPolls {
 			s.m.leases.WithLabelValues("lost").Inc()
 		}
 		if polls <= 0 {
