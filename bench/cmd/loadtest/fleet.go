@@ -59,7 +59,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	rds, err := redistest.Start(redisBin, dir)
 	if err != nil {
 		return err

@@ -80,7 +80,7 @@ func Start(bin, dir string) (*Server, error) {
 		ReadTimeout: 30 * time.Second, MaxRetries: -1,
 	})
 	if err := s.start(); err != nil {
-		s.Client.Close()
+		_ = s.Client.Close()
 		return nil, err
 	}
 	return s, nil
@@ -114,7 +114,7 @@ func (s *Server) start() error {
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 			s.Kill()
-			return fmt.Errorf("redistest: redis-server did not answer within 10 s: %v\n%s", err, log)
+			return fmt.Errorf("redistest: redis-server did not answer within 10 s: %w\n%s", err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -148,7 +148,7 @@ func (s *Server) Restart() error {
 // Stop kills the server and closes the client.
 func (s *Server) Stop() {
 	s.Kill()
-	s.Client.Close()
+	_ = s.Client.Close()
 }
 
 // Dump returns every key of the server with its value (strings only; the
@@ -156,8 +156,7 @@ func (s *Server) Stop() {
 func (s *Server) Dump(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
 	iter := s.Client.Scan(ctx, 0, "*", 100).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
+	for k := range iter.Vals(ctx) {
 		v, err := s.Client.Get(ctx, k).Result()
 		if errors.Is(err, goredis.Nil) {
 			continue
