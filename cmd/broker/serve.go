@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"github.com/entrabroker/broker/internal/access"
 	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/cache"
+	"github.com/entrabroker/broker/internal/cache/redis"
 	"github.com/entrabroker/broker/internal/caller"
 	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/httpapi"
@@ -113,7 +115,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	defer func() { _ = b.cache.Close() }()
+	defer func() {
+		// The cache first: its fetches may still use the second level.
+		_ = b.cache.Close()
+		if b.shared != nil {
+			_ = b.shared.Close()
+		}
+	}()
 	defer func() { _ = b.auditor.Close() }()
 	b.level = &level
 	if mode != config.Demo {
@@ -210,8 +218,10 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 // token clients, the callers policy, the routes, the routers), replaced
 // whole by a reload.
 type broker struct {
-	reg     *prometheus.Registry
-	cache   *cache.Cache
+	reg   *prometheus.Registry
+	cache *cache.Cache
+	// shared is the Redis second level under the cache, or nil.
+	shared  *redis.Source
 	auditor *access.Auditor
 	srcs    *liveSources
 	log     *zap.Logger
@@ -276,12 +286,24 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 	})
 	reg.MustRegister(b.configInfo, b.configLoaded)
 
-	c, err := cache.New(b.srcs, cache.Options{
+	shared, err := secondLevel(cfg, b.srcs, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	b.shared = shared
+	var src cache.Source = b.srcs
+	if shared != nil {
+		src = shared
+	}
+	c, err := cache.New(src, cache.Options{
 		Size:       cfg.CacheSize,
 		Registerer: reg,
 		Logger:     log,
 	})
 	if err != nil {
+		if shared != nil {
+			_ = shared.Close()
+		}
 		return nil, err
 	}
 	b.cache = c
@@ -290,6 +312,9 @@ func build(cfg config.Config, custom []proxy.Route, log *zap.Logger) (*broker, e
 	defer func() {
 		if !built {
 			_ = c.Close()
+			if shared != nil {
+				_ = shared.Close()
+			}
 		}
 	}()
 	auditor, err := access.NewAuditor(access.AuditOptions{Logger: log.Named("audit"), File: cfg.AuditFile, Registerer: reg})
@@ -705,4 +730,33 @@ func reloadOnHangup(ctx context.Context, b *broker, log *zap.Logger) {
 			_, _ = b.Reload(ctx)
 		}
 	}
+}
+
+// secondLevel returns the Redis second level over src when BROKER_REDIS_URL
+// is set, else nil. It does not connect: the broker starts, and stays
+// ready, whether Redis answers or not.
+func secondLevel(cfg config.Config, src cache.Source, reg prometheus.Registerer, log *zap.Logger) (*redis.Source, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	keys, err := redis.LoadKeys(cfg.RedisKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("BROKER_REDIS_KEY_FILE: %w", err)
+	}
+	shared, err := redis.New(src, redis.Options{
+		URL:        cfg.RedisURL,
+		CAFile:     cfg.RedisCAFile,
+		Keys:       keys,
+		Registerer: reg,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("BROKER_REDIS_URL: %w", err)
+	}
+	where := "unix socket"
+	if u, err := url.Parse(cfg.RedisURL); err == nil && u.Host != "" {
+		where = u.Scheme + "://" + u.Host
+	}
+	log.Info("sharing tokens through Redis", zap.String("redis", where), zap.Strings("key_ids", keys.IDs()))
+	return shared, nil
 }

@@ -48,7 +48,9 @@ type Key struct {
 // Implementations are safe for concurrent use. A failure should be (or
 // wrap) an *azure.Error so the cache can tell transient from permanent;
 // any other error is treated as transient. Errors must not contain the
-// credential or a token.
+// credential or a token. When the fetch replaces a token the cache holds
+// (a refresh), Held(ctx) returns that token, so that a Source shared with
+// other processes can tell a newer token from the one already held.
 type Source interface {
 	Token(ctx context.Context, key Key) (azure.Token, error)
 }
@@ -939,10 +941,26 @@ func (c *Cache) abandonLocked(fl *flight) {
 	}
 }
 
+// heldKey is the context key under which fetch passes the token held to
+// the Source.
+type heldKey struct{}
+
+// Held returns the token the cache holds for the key a Source is asked to
+// fetch on ctx (a refresh, or a retry after a failed refresh), and false
+// when it holds none (a miss). The token is a secret: never log it.
+func Held(ctx context.Context) (azure.Token, bool) {
+	tok, ok := ctx.Value(heldKey{}).(azure.Token)
+	return tok, ok
+}
+
 // fetch asks the Source on a context detached from the cancellation of the
-// flight's parent, bounded by the fetch timeout and cancelled by Close.
+// flight's parent, bounded by the fetch timeout and cancelled by Close,
+// carrying the token held (see Held).
 func (c *Cache) fetch(fl *flight) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(fl.parent), c.fetchTimeout)
+	if s := fl.e.st.Load(); s.token.AccessToken != "" {
+		ctx = context.WithValue(ctx, heldKey{}, s.token)
+	}
 	stop := context.AfterFunc(c.ctx, cancel)
 	start := c.clock.Now()
 	tok, err := c.src.Token(ctx, fl.e.key)

@@ -102,6 +102,18 @@ func serveUntil(tok azure.Token, issued time.Time, configured time.Duration) tim
 	return exp.Add(-margin(exp.Sub(issued), configured))
 }
 
+// Usable reports whether a Cache with the given margin (Options.Margin; 0
+// means DefaultMargin) would take tok into service at now: it is not empty
+// and has more than its margin left. A Source that answers tokens it did
+// not fetch just now (a shared second level) answers only usable ones: the
+// cache counts any other as a failed fetch.
+func Usable(tok azure.Token, margin time.Duration, now time.Time) bool {
+	if tok.AccessToken == "" {
+		return false
+	}
+	return now.Before(serveUntil(tok, issuedAt(tok, now), cmpOr(margin, DefaultMargin)))
+}
+
 // spread applies the ±10 % jitter to d; r is uniform in [0, 1).
 func spread(d time.Duration, r float64) time.Duration {
 	return time.Duration(float64(d) * (1 - jitter + 2*jitter*r))

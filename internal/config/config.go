@@ -66,6 +66,18 @@ type Config struct {
 	// replaces it. Empty means the built-in routes only.
 	RoutesFile string
 
+	// RedisURL turns on the shared second-level cache (BROKER_REDIS_URL):
+	// redis://, rediss:// or unix://, with user and password. Secret: it
+	// may hold a password.
+	RedisURL string
+	// RedisKeyFile holds the keys that encrypt the entries in Redis
+	// (BROKER_REDIS_KEY_FILE); required with RedisURL.
+	RedisKeyFile string
+	// RedisCAFile is a PEM file of the CAs that sign the Redis server's
+	// certificate, for rediss:// (BROKER_REDIS_CA_FILE); empty means the
+	// system's.
+	RedisCAFile string
+
 	// LogLevel is debug, info, warn or error (BROKER_LOG_LEVEL).
 	LogLevel string
 	// LogFormat is json or console (BROKER_LOG_FORMAT).
@@ -167,6 +179,11 @@ var settings = func() []setting {
 		s("BROKER_CONFIG", "config", "YAML file naming more identities", false, func(c *Config) *string { return &c.ConfigFile }),
 		s("BROKER_AUDIT_FILE", "audit-file", "append-only JSON-lines audit file: one line per token handed out or request refused (beside the log's audit lines)", false, func(c *Config) *string { return &c.AuditFile }),
 		s("BROKER_ROUTES_FILE", "routes-file", "YAML file of custom proxy routes (name, upstream, scope)", false, func(c *Config) *string { return &c.RoutesFile }),
+		// The URL has no flag: it may hold a password.
+		{env: "BROKER_REDIS_URL", usage: "turns on the shared Redis second-level cache: redis://[user:password@]host:6379, rediss://… (TLS) or unix:///path (no flag: it may hold a password)", secret: true, get: func(c *Config) string { return c.RedisURL },
+			set: func(c *Config, v string) error { c.RedisURL = strings.TrimSpace(v); return nil }},
+		s("BROKER_REDIS_KEY_FILE", "redis-key-file", "file of the keys that encrypt the tokens shared in Redis (required with BROKER_REDIS_URL)", false, func(c *Config) *string { return &c.RedisKeyFile }),
+		s("BROKER_REDIS_CA_FILE", "redis-ca-file", "PEM file of the CAs that sign the Redis server's certificate, for rediss:// (default: the system's)", false, func(c *Config) *string { return &c.RedisCAFile }),
 		s("BROKER_LOG_LEVEL", "log-level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		s("BROKER_LOG_FORMAT", "log-format", "json or console", false, func(c *Config) *string { return &c.LogFormat }),
 		parsed("BROKER_CACHE_SIZE", "cache-size", "maximum number of cached tokens",
@@ -488,6 +505,7 @@ func (c Config) Validate(mode Mode) error {
 		ps = append(ps, p)
 	}
 	ps = append(ps, env.scopeProblems()...)
+	ps = append(ps, c.redisProblems()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -511,6 +529,43 @@ func (c Config) Validate(mode Mode) error {
 		add("BROKER_SHUTDOWN_TIMEOUT", "", "BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
 	}
 	return ps.Err()
+}
+
+// redisProblems checks the second-level cache settings. It never repeats
+// the URL, which may hold a password.
+func (c Config) redisProblems() Problems {
+	var ps Problems
+	add := func(setting, fix, format string, a ...any) {
+		ps = append(ps, Problem{Setting: setting, Problem: fmt.Sprintf(format, a...), Fix: fix})
+	}
+	const urlFix = "use redis://[user:password@]host:6379, rediss://… for TLS, or unix:///path/to/redis.sock"
+	if c.RedisURL == "" {
+		if c.RedisKeyFile != "" || c.RedisCAFile != "" {
+			add("BROKER_REDIS_URL", "set the Redis URL, or drop them", "BROKER_REDIS_KEY_FILE or BROKER_REDIS_CA_FILE is set but BROKER_REDIS_URL is not")
+		}
+		return ps
+	}
+	u, err := url.Parse(c.RedisURL)
+	switch {
+	case err != nil:
+		add("BROKER_REDIS_URL", urlFix, "BROKER_REDIS_URL does not parse")
+	case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+		add("BROKER_REDIS_URL", urlFix, "BROKER_REDIS_URL has the scheme %q", u.Scheme)
+	case c.RedisCAFile != "" && u.Scheme != "rediss":
+		add("BROKER_REDIS_CA_FILE", "", "BROKER_REDIS_CA_FILE is set but BROKER_REDIS_URL is not rediss://: the CA file is for TLS")
+	}
+	if c.RedisKeyFile == "" {
+		add("BROKER_REDIS_KEY_FILE", "", "BROKER_REDIS_URL is set but BROKER_REDIS_KEY_FILE is not: Redis holds tokens only encrypted; make a key file with  echo \"k1 $(openssl rand -base64 32)\" > redis.key  and give every broker of the fleet the same file")
+	}
+	for _, f := range []struct{ setting, path string }{{"BROKER_REDIS_KEY_FILE", c.RedisKeyFile}, {"BROKER_REDIS_CA_FILE", c.RedisCAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if what, fix := checkReadable(f.path); what != "" {
+			add(f.setting, fix, "%s %q %s", f.setting, f.path, what)
+		}
+	}
+	return ps
 }
 
 // envIdentitySet reports whether any setting of the identity from the

@@ -194,6 +194,23 @@ func TestValidate(t *testing.T) {
 		{"another loopback address", append(valid(), "BROKER_LISTEN", "127.0.0.2:8400"), Serve, nil},
 		{"IPv6 loopback", append(valid(), "BROKER_LISTEN", "[::1]:8400"), Serve, nil},
 		{"unix socket", append(valid(), "BROKER_LISTEN", "unix:///run/broker/broker.sock"), Serve, nil},
+
+		// The shared second level: a URL the client takes and a key file.
+		{"redis", append(valid(), "BROKER_REDIS_URL", "rediss://broker:pw@redis:6380", "BROKER_REDIS_KEY_FILE", secretFile, "BROKER_REDIS_CA_FILE", certFile), Serve, nil},
+		{"redis over a unix socket", append(valid(), "BROKER_REDIS_URL", "unix:///run/redis/redis.sock", "BROKER_REDIS_KEY_FILE", secretFile), Serve, nil},
+		{"redis without a key file", append(valid(), "BROKER_REDIS_URL", "redis://:hunter2@redis:6379"), Serve, []string{
+			`BROKER_REDIS_URL is set but BROKER_REDIS_KEY_FILE is not: Redis holds tokens only encrypted; make a key file with  echo "k1 $(openssl rand -base64 32)" > redis.key  and give every broker of the fleet the same file`,
+		}},
+		{"redis: bad scheme, CA without TLS, missing key file", append(valid(), "BROKER_REDIS_URL", "http://:hunter2@redis:6379", "BROKER_REDIS_KEY_FILE", missing), Serve, []string{
+			`BROKER_REDIS_URL has the scheme "http": use redis://[user:password@]host:6379, rediss://… for TLS, or unix:///path/to/redis.sock`,
+			`BROKER_REDIS_KEY_FILE "` + missing + `" does not exist: check the path, and in Kubernetes the volume mount that provides the file`,
+		}},
+		{"redis CA without TLS", append(valid(), "BROKER_REDIS_URL", "redis://redis:6379", "BROKER_REDIS_KEY_FILE", secretFile, "BROKER_REDIS_CA_FILE", certFile), Serve, []string{
+			`BROKER_REDIS_CA_FILE is set but BROKER_REDIS_URL is not rediss://: the CA file is for TLS`,
+		}},
+		{"redis key file without redis", append(valid(), "BROKER_REDIS_KEY_FILE", secretFile), Serve, []string{
+			`BROKER_REDIS_KEY_FILE or BROKER_REDIS_CA_FILE is set but BROKER_REDIS_URL is not: set the Redis URL, or drop them`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
