@@ -509,7 +509,7 @@ func newKeys(now, before []cache.Key) []cache.Key {
 // the files it names, and the time it was loaded.
 func configVersion(cfg config.Config) httpapi.ConfigVersion {
 	h := sha256.New()
-	io.WriteString(h, cfg.String())
+	_, _ = io.WriteString(h, cfg.String())
 	for _, f := range []string{cfg.ConfigFile, cfg.RoutesFile} {
 		if f == "" {
 			continue
