@@ -20,13 +20,24 @@ type Route struct {
 	// Scope is the Entra ID scope whose token is sent upstream, e.g.
 	// "https://api.loganalytics.io/.default".
 	Scope string
+	// Kind is "" for a plain proxied API, or KindIngestion for a Logs
+	// Ingestion endpoint (a DCE or a DCR's own endpoint), whose uploads the
+	// proxy splits into calls under the service's 1 MB limit.
+	Kind string
 }
+
+// KindIngestion is the Route.Kind of a Logs Ingestion endpoint.
+const KindIngestion = "ingestion"
 
 // Built-in route names.
 const (
 	RouteLogAnalytics = "loganalytics"
 	RouteAppInsights  = "appinsights"
 	RouteARM          = "arm"
+	// RouteIngestion is the Logs Ingestion API, served when an endpoint is
+	// configured (BROKER_INGESTION_ENDPOINT): a data collection endpoint or
+	// a DCR's own logs-ingestion endpoint.
+	RouteIngestion = "ingestion"
 )
 
 // DefaultRoutes returns the built-in routes for the Azure public cloud:
@@ -127,6 +138,9 @@ func validateRoute(r Route) error {
 	}
 	if err := validUpstream(r.Upstream); err != nil {
 		return err
+	}
+	if r.Kind != "" && r.Kind != KindIngestion {
+		return errors.New(`kind must be empty or "ingestion"`)
 	}
 	return validScope(r.Scope)
 }
