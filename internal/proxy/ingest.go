@@ -387,7 +387,7 @@ func (up *upload) send(c *batch) {
 				up.fail(outcome{First: c.first, Last: c.last, Status: http.StatusBadGateway, Code: "upstream_connection_lost",
 					Reason: "The connection to the service failed after the call was sent; the service may or may not have stored these records, so the broker did not send them again.",
 					Sent:   true, MayHaveLanded: true,
-					hint:   "Query the table for these records before sending them again."})
+					hint: "Query the table for these records before sending them again."})
 				return
 			}
 			if attempt < ing.opts.MaxAttempts && up.wait(backoff(attempt)) {
