@@ -146,7 +146,7 @@ func newEmulator(configFile string, lifetime time.Duration, log *zap.Logger) (*e
 		return nil, err
 	}
 	if cfg.Demo {
-		if err := az.LogAnalytics.AddDemo(emulator.DemoClientID); err != nil {
+		if err := az.AddDemoData(); err != nil {
 			return nil, err
 		}
 	}

@@ -32,6 +32,7 @@ var DemoResources = []struct {
 	{"https://api.loganalytics.io", "Log Analytics API", []string{"Data.Read"}},
 	{"https://api.applicationinsights.io", "Application Insights API", []string{"Data.Read"}},
 	{"https://management.azure.com", "Azure Resource Manager", nil},
+	{"https://monitor.azure.com", "Azure Monitor (Logs Ingestion)", nil},
 	{"https://vault.azure.net", "Azure Key Vault", nil},
 	{"https://storage.azure.com", "Azure Storage", nil},
 	{"https://graph.microsoft.com", "Microsoft Graph", nil},

@@ -313,6 +313,9 @@ func (ing *ingester) run(up *upload, in io.Reader) (int, error) {
 			return i, err
 		}
 		if rec == nil {
+			// The call so far ends here, so that every call is one range
+			// of records.
+			dispatch(bt.flush())
 			up.fail(outcome{First: i, Last: i, Status: http.StatusRequestEntityTooLarge, Code: "record_too_large",
 				Reason: fmt.Sprintf("The record is %d bytes; one call to the Logs Ingestion API carries at most 1 MB, so a record must be under %d bytes. It was not sent.", size, ing.opts.MaxCallBytes-2),
 				hint:   "Split or shorten the record: the service refuses any call over 1 MB."})
