@@ -121,8 +121,11 @@ func (s *recordScanner) next() (rec []byte, size int, err error) {
 		// Scan what the reader holds with bytes.IndexAny, which skips
 		// ordinary bytes far faster than a loop over each.
 		chunk, err := s.r.Peek(max(s.r.Buffered(), 1))
+		if errors.Is(err, io.EOF) {
+			return nil, 0, s.fail("the body ends inside a record")
+		}
 		if err != nil {
-			return nil, 0, s.wrap(err)
+			return nil, 0, err
 		}
 		i, escapeAtEnd := 0, false
 	scan:
@@ -157,8 +160,10 @@ func (s *recordScanner) next() (rec []byte, size int, err error) {
 		}
 		if escapeAtEnd && i == 0 {
 			// The buffer holds just a backslash: take the byte it escapes too.
-			if chunk, err = s.r.Peek(2); err != nil {
-				return nil, 0, s.wrap(err)
+			if chunk, err = s.r.Peek(2); errors.Is(err, io.EOF) {
+				return nil, 0, s.fail("the body ends inside a record")
+			} else if err != nil {
+				return nil, 0, err
 			}
 			i = 2
 		}
