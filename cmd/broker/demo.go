@@ -72,6 +72,7 @@ func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoE
 	cfg.Cloud = "AzurePublic"
 	cfg.AuthorityHost = d.url
 	cfg.LogAnalyticsEndpoint = d.url
+	cfg.IngestionEndpoint = d.url
 	if len(cfg.PrefetchScopes) == 0 {
 		cfg.PrefetchScopes = []string{"https://api.loganalytics.io/.default"}
 	}

@@ -254,6 +254,13 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 			}
 		}
 	}
+	if cfg.IngestionEndpoint != "" {
+		u, err := url.Parse(cfg.IngestionEndpoint)
+		if err != nil {
+			return nil, fmt.Errorf("BROKER_INGESTION_ENDPOINT: %w", err)
+		}
+		routes = append(routes, proxy.Route{Name: proxy.RouteIngestion, Upstream: u, Scope: cloud.LogsIngestion.Scope(), Kind: proxy.KindIngestion})
+	}
 	var custom []proxy.Route
 	if cfg.RoutesFile != "" {
 		if custom, err = proxy.LoadRoutes(cfg.RoutesFile); err != nil {
@@ -311,6 +318,8 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 				Tokens:          tokens,
 				MaxBodyBytes:    cfg.ProxyMaxBodyBytes,
 				BodyReadTimeout: cfg.ProxyBodyTimeout,
+				QueryQueue:      queryQueue(cfg),
+				Ingestion:       proxy.IngestionOptions{MaxBodyBytes: cfg.IngestionMaxBodyBytes},
 				Logger:          log,
 				Registerer:      reg,
 			})
@@ -328,6 +337,15 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	}
 	built = true
 	return &broker{cache: c, auditor: auditor, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
+}
+
+// queryQueue is the Log Analytics query queue the configuration asks for.
+func queryQueue(cfg config.Config) proxy.QueueOptions {
+	q := proxy.QueueOptions{MaxConcurrent: cfg.LogAnalyticsMaxConcurrent, MaxQueued: cfg.LogAnalyticsMaxQueued, MaxWait: cfg.LogAnalyticsMaxWait}
+	if q.MaxQueued == 0 {
+		q.MaxQueued = -1 // no queue: over the limit is 429 at once
+	}
+	return q
 }
 
 // checkRouteScopes refuses, at start, a route from the routes file whose

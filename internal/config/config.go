@@ -107,6 +107,23 @@ type Config struct {
 	ProxyBodyTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (BROKER_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+
+	// IngestionEndpoint is the upstream of /proxy/ingestion/, a data
+	// collection endpoint or a DCR's logs-ingestion endpoint
+	// (BROKER_INGESTION_ENDPOINT); empty means no ingestion route.
+	IngestionEndpoint string
+	// IngestionMaxBodyBytes caps one upload to the ingestion route, which
+	// the broker splits into calls under 1 MB (BROKER_INGESTION_MAX_BODY_BYTES).
+	IngestionMaxBodyBytes int64
+	// LogAnalyticsMaxConcurrent is how many queries of one identity the
+	// broker sends upstream at once (BROKER_LOGANALYTICS_MAX_CONCURRENT).
+	LogAnalyticsMaxConcurrent int
+	// LogAnalyticsMaxQueued is how many more may wait in the broker
+	// (BROKER_LOGANALYTICS_MAX_QUEUED).
+	LogAnalyticsMaxQueued int
+	// LogAnalyticsMaxWait is the longest a query waits for its turn
+	// (BROKER_LOGANALYTICS_MAX_WAIT).
+	LogAnalyticsMaxWait time.Duration
 }
 
 // Default returns the configuration before the environment and flags apply.
@@ -121,6 +138,11 @@ func Default() Config {
 		ProxyMaxBodyBytes: 16 << 20,
 		ProxyBodyTimeout:  10 * time.Second,
 		ShutdownTimeout:   15 * time.Second,
+
+		IngestionMaxBodyBytes:     64 << 20,
+		LogAnalyticsMaxConcurrent: 5,
+		LogAnalyticsMaxQueued:     200,
+		LogAnalyticsMaxWait:       3 * time.Minute,
 	}
 }
 
@@ -150,6 +172,18 @@ var settings = func() []setting {
 	l := func(env, fl, usage string, p func(*Config) *[]string) setting {
 		g, st := list(p)
 		return setting{env: env, flag: fl, usage: usage, get: g, set: st}
+	}
+	n := func(env, fl, usage, example string, p func(*Config) *int) setting {
+		return setting{env: env, flag: fl, usage: usage,
+			get: func(c *Config) string { return strconv.Itoa(*p(c)) },
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("%s=%q is not a whole number: set a number such as %s", env, v, example)
+				}
+				*p(c) = n
+				return nil
+			}}
 	}
 	return []setting{
 		s("AZURE_TENANT_ID", "tenant-id", "Directory (tenant) ID of the app registration", false, func(c *Config) *string { return &c.TenantID }),
@@ -235,6 +269,29 @@ var settings = func() []setting {
 					return fmt.Errorf("BROKER_PROXY_BODY_TIMEOUT=%q is not a duration: write it like 10s", v)
 				}
 				c.ProxyBodyTimeout = d
+				return nil
+			}},
+		s("BROKER_INGESTION_ENDPOINT", "ingestion-endpoint", "upstream of /proxy/ingestion/: a data collection endpoint or a DCR's logs-ingestion endpoint, e.g. https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com (unset: no ingestion route)", false, func(c *Config) *string { return &c.IngestionEndpoint }),
+		{env: "BROKER_INGESTION_MAX_BODY_BYTES", flag: "ingestion-max-body-bytes", usage: "largest upload the ingestion route accepts, in bytes (it is split into calls under 1 MB)",
+			get: func(c *Config) string { return strconv.FormatInt(c.IngestionMaxBodyBytes, 10) },
+			set: func(c *Config, v string) error {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return fmt.Errorf("BROKER_INGESTION_MAX_BODY_BYTES=%q is not a whole number: set a size in bytes such as 67108864", v)
+				}
+				c.IngestionMaxBodyBytes = n
+				return nil
+			}},
+		n("BROKER_LOGANALYTICS_MAX_CONCURRENT", "loganalytics-max-concurrent", "Log Analytics queries of one identity the broker sends at once (Log Analytics allows 5 per user); the rest wait in the broker", "5", func(c *Config) *int { return &c.LogAnalyticsMaxConcurrent }),
+		n("BROKER_LOGANALYTICS_MAX_QUEUED", "loganalytics-max-queued", "Log Analytics queries of one identity that may wait for a turn; past that, 429", "200", func(c *Config) *int { return &c.LogAnalyticsMaxQueued }),
+		{env: "BROKER_LOGANALYTICS_MAX_WAIT", flag: "loganalytics-max-wait", usage: "longest a Log Analytics query waits for a turn before it is answered 429",
+			get: func(c *Config) string { return c.LogAnalyticsMaxWait.String() },
+			set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("BROKER_LOGANALYTICS_MAX_WAIT=%q is not a duration: write it like 3m", v)
+				}
+				c.LogAnalyticsMaxWait = d
 				return nil
 			}},
 		{env: "BROKER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", usage: "how long a graceful shutdown waits for requests in flight",
@@ -331,6 +388,7 @@ var settingGroups = map[string]Group{
 	"AZURE_CLOUD":                         IdentitySettings,
 	"BROKER_CONFIG":                       IdentitySettings,
 	"BROKER_LOGANALYTICS_ENDPOINT":        UpstreamSettings,
+	"BROKER_INGESTION_ENDPOINT":           UpstreamSettings,
 	"BROKER_LOG_LEVEL":                    LogSettings,
 	"BROKER_LOG_FORMAT":                   LogSettings,
 }
@@ -519,6 +577,23 @@ func (c Config) Validate(mode Mode) error {
 	}
 	if c.ProxyBodyTimeout <= 0 {
 		add("BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
+	}
+	if c.IngestionEndpoint != "" {
+		if err := checkURL(c.IngestionEndpoint); err != nil {
+			add("BROKER_INGESTION_ENDPOINT %q %v: use the endpoint's URL, such as https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com", c.IngestionEndpoint, err)
+		}
+	}
+	if c.IngestionMaxBodyBytes < 1 {
+		add("BROKER_INGESTION_MAX_BODY_BYTES %d is too small: use a positive size in bytes (default 67108864)", c.IngestionMaxBodyBytes)
+	}
+	if c.LogAnalyticsMaxConcurrent < 1 {
+		add("BROKER_LOGANALYTICS_MAX_CONCURRENT %d is too small: use at least 1 (Log Analytics runs 5 queries per user at once)", c.LogAnalyticsMaxConcurrent)
+	}
+	if c.LogAnalyticsMaxQueued < 0 {
+		add("BROKER_LOGANALYTICS_MAX_QUEUED %d is negative: use 0 (no queue) or more (default 200)", c.LogAnalyticsMaxQueued)
+	}
+	if c.LogAnalyticsMaxWait <= 0 {
+		add("BROKER_LOGANALYTICS_MAX_WAIT %s must be positive, such as 3m", c.LogAnalyticsMaxWait)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
