@@ -653,7 +653,9 @@ func (ing *ingester) answer(w http.ResponseWriter, r *http.Request, rt *route, u
 	hdr.Set("Content-Type", "application/json; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(ans)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(ans)
 	rt.m.count(status)
 	rt.m.duration.Observe(h.now().Sub(start).Seconds())
 	h.log.Warn("upload not wholly accepted", zap.String("route", rt.Name), zap.Int("status", status), zap.String("code", ans.Error),
