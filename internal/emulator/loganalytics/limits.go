@@ -60,15 +60,29 @@ func (s *Service) HoldQueries(gate <-chan struct{}) {
 	s.gate.ch = gate
 }
 
-// MaxRunning returns the most queries of principal id (oid or appid) that
-// ran at once.
+// MaxRunning returns the most queries of principal id (the token's oid, or
+// its appid when it has none) that ran at once; "" means of any principal.
 func (s *Service) MaxRunning(id string) int {
 	s.limMu.Lock()
 	defer s.limMu.Unlock()
-	if l := s.limiters[strings.ToLower(id)]; l != nil {
-		return l.top
+	top := 0
+	for k, l := range s.limiters {
+		if id == "" || k == strings.ToLower(id) {
+			top = max(top, l.top)
+		}
 	}
-	return 0
+	return top
+}
+
+// Running returns how many queries of any principal run now.
+func (s *Service) Running() int {
+	s.limMu.Lock()
+	defer s.limMu.Unlock()
+	n := 0
+	for _, l := range s.limiters {
+		n += l.running
+	}
+	return n
 }
 
 func principalKey(p Principal) string {
