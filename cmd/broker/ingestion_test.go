@@ -67,9 +67,24 @@ func TestUploadThenQuery(t *testing.T) {
 		}
 	}
 	up := r.api + "/proxy/ingestion/dataCollectionRules/" + logsingestion.DemoDCR + "/streams/" + logsingestion.DemoStream + "?api-version=2023-01-01"
-	code, _, body := call(t, "POST", up, map[string]string{"Content-Type": "application/json"}, `[{"Computer":"e2e","Message":"one"},{"Computer":"e2e","Message":"two"}]`)
+	spec := loadSpec(t)
+	const uploadTemplate = "/proxy/ingestion/dataCollectionRules/{dcr}/streams/{stream}"
+	ct := map[string]string{"Content-Type": "application/json"}
+	code, h, body := call(t, "POST", up, ct, `[{"Computer":"e2e","Message":"one"},{"Computer":"e2e","Message":"two"}]`)
 	if code != http.StatusNoContent {
 		t.Fatalf("upload: %d %s, want 204", code, body)
+	}
+	spec.check(t, "POST", uploadTemplate+"?api-version=2023-01-01", ct, code, h, body)
+	for _, bad := range []struct{ path, body string }{
+		{strings.Replace(up, logsingestion.DemoDCR, "my-dcr", 1), `[{"a":1}]`},
+		{up, `{"not":"an array"}`},
+		{up, `[{"big":"` + strings.Repeat("x", 1<<20) + `"}]`},
+	} {
+		code, h, body := call(t, "POST", bad.path, ct, bad.body)
+		if code < 400 {
+			t.Errorf("upload %.40s…: %d, want an error", bad.body, code)
+		}
+		spec.check(t, "POST", uploadTemplate+"?api-version=2023-01-01", ct, code, h, body)
 	}
 	q := r.api + "/proxy/loganalytics/v1/workspaces/" + loganalytics.DemoWorkspaceID + "/query?query=" + url.QueryEscape(logsingestion.DemoTable+" | project Message")
 	code, _, body = call(t, "GET", q, nil, "")
