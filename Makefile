@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 TOOL    := $(GO) tool -modfile=tools/go.mod
 
-.PHONY: help build run test test-short bench check fmt loadtest loadtest-expiry loadtest-faults fuzz clean
+.PHONY: help build run test test-short bench check fmt loadtest loadtest-expiry loadtest-faults loadtest-ingest fuzz clean
 
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,10 @@ loadtest-expiry: build ## 5 minutes of /token load across 2-minute token refresh
 loadtest-faults: build ## /token load through a scripted Entra outage: 503s, 429, drops, slow (5 to 6.5 min).
 	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
 	./bin/loadtest faults -broker bin/broker
+
+loadtest-ingest: build ## Logs Ingestion: a 20 MB array through the broker vs split by the client, direct to the emulator (under a minute).
+	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
+	./bin/loadtest ingest -broker bin/broker
 
 FUZZTIME ?= 10s
 FUZZPKGS ?= ./internal/httpapi ./internal/proxy ./internal/azure ./internal/emulator ./internal/emulator/loganalytics

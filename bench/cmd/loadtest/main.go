@@ -7,6 +7,7 @@
 //	                                      reverse proxy, nginx and the broker; ratios and targets
 //	loadtest expiry  -broker bin/broker   5 minutes of /token load across 2-minute token refreshes
 //	loadtest faults  -broker bin/broker   /token load through a scripted Entra outage
+//	loadtest ingest  -broker bin/broker   Logs Ingestion throughput through the broker vs direct
 //
 // The subcommands upstream, constant and goproxy are the baseline servers
 // that compare starts as separate processes (so that their CPU time and
@@ -46,7 +47,7 @@ func main() {
 // failed; main exits 3 for it, so scripts can tell it from a broken run.
 var errMissed = errors.New("one or more targets missed")
 
-const usage = `usage: loadtest compare|expiry|faults [flags]   (loadtest <command> -h for flags)
+const usage = `usage: loadtest compare|expiry|faults|ingest [flags]   (loadtest <command> -h for flags)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExpiry(ctx, args, stdout, stderr)
 	case "faults":
 		return runFaults(ctx, args, stdout, stderr)
+	case "ingest":
+		return runIngest(ctx, args, stdout, stderr)
 	case "upstream":
 		return serveUpstream(ctx, args, stdout)
 	case "constant":
