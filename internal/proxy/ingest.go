@@ -165,8 +165,12 @@ type upload struct {
 	rt   *route
 	ctx  context.Context
 	url  string
+	// auth is the upload's token: fetched through the gate once, at the
+	// first call (one policy decision and one audit line per upload, not
+	// per call), and again only after the service refused it with 401.
 	auth struct {
 		sync.Mutex
+		token   string
 		retried bool // a 401 already dropped the token once
 	}
 
@@ -366,10 +370,7 @@ func (up *upload) send(c *batch) {
 			ing.notSent(up, c.first, c.last, canceledOutcome)
 			return
 		}
-		tok, err := ing.h.tokens.Bearer(up.ctx, rt.Name, rt.Scope)
-		if err == nil && tok == "" {
-			err = errEmptyToken
-		}
+		tok, err := up.token()
 		if err != nil {
 			e := ing.h.tokenError(rt, err)
 			up.fail(outcome{First: c.first, Last: c.last, Status: e.Status, Code: e.Code, Reason: e.Description,
@@ -411,8 +412,14 @@ func (up *upload) send(c *batch) {
 			return
 		case res.status == http.StatusUnauthorized:
 			up.auth.Lock()
-			retry := !up.auth.retried && ing.h.tokens.Invalidate(rt.Name, rt.Scope, tok)
-			up.auth.retried = true
+			retry := up.auth.token != tok // another call already got a fresh one
+			if !retry && !up.auth.retried {
+				retry = ing.h.tokens.Invalidate(rt.Name, rt.Scope, tok)
+				up.auth.retried = true
+				if retry {
+					up.auth.token = ""
+				}
+			}
 			up.auth.Unlock()
 			if retry {
 				ing.h.log.Info("ingestion: upstream refused the token; retrying with a fresh one", zap.String("route", rt.Name))
@@ -446,6 +453,25 @@ func (up *upload) send(c *batch) {
 			return
 		}
 	}
+}
+
+// token returns the upload's token, asking the gate for it the first time
+// and after a 401 dropped it.
+func (up *upload) token() (string, error) {
+	up.auth.Lock()
+	defer up.auth.Unlock()
+	if up.auth.token != "" {
+		return up.auth.token, nil
+	}
+	tok, err := up.ing.h.tokens.Bearer(up.ctx, up.rt.Name, up.rt.Scope)
+	if err == nil && tok == "" {
+		err = errEmptyToken
+	}
+	if err != nil {
+		return "", err
+	}
+	up.auth.token = tok
+	return tok, nil
 }
 
 // backoff is the wait before attempt+1 when the service named none.

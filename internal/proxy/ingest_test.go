@@ -416,3 +416,44 @@ func TestIngestMemoryStaysBounded(t *testing.T) {
 		t.Errorf("live heap grew by %d bytes, want under %d", growth, limit)
 	}
 }
+
+func TestIngestOneGatePassPerUpload(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	auths := map[string]int{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		a := r.Header.Get("Authorization")
+		mu.Lock()
+		auths[a]++
+		mu.Unlock()
+		if a == "Bearer tok1" {
+			w.WriteHeader(http.StatusUnauthorized) // the first token is refused
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	tokens := newSeqTokens("tok")
+	p := newTestProxy(t, nil, Options{
+		Tokens:    tokens,
+		Routes:    []Route{{Name: "ingestion", Upstream: u, Scope: ingestScope, Kind: KindIngestion}},
+		Ingestion: IngestionOptions{MaxCallBytes: 50_000, Concurrency: 1},
+	})
+	req, _ := http.NewRequest(http.MethodPost, p.URL+"/proxy/ingestion/dataCollectionRules/dcr-1/streams/Custom-X_CL?api-version=2023-01-01", records(2000, 100, 6))
+	req.Header.Set("Content-Type", "application/json")
+	res, body := p.do(t, req)
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("upload = %d %s", res.StatusCode, body)
+	}
+	tokens.mu.Lock()
+	bearers := len(tokens.scopes)
+	tokens.mu.Unlock()
+	if bearers != 2 || len(tokens.dropped()) != 1 {
+		t.Errorf("Bearer called %d times, Invalidate %d; want 2 (the first, then after the 401) and 1", bearers, len(tokens.dropped()))
+	}
+	if auths["Bearer tok1"] != 1 || auths["Bearer tok2"] < 3 {
+		t.Errorf("calls by token = %v, want one refused call with tok1, then the rest with tok2", auths)
+	}
+}
