@@ -218,8 +218,12 @@ func (ing *ingester) serve(w http.ResponseWriter, r *http.Request, rt *route, pa
 		return
 	}
 	// The working set: the calls in flight, the one being filled (plain
-	// and compressed) and the scanner's current record.
+	// and compressed) and the scanner's current record; a small plain
+	// body of known length needs no more than twice its size.
 	reserve := int64(ing.opts.Concurrency+3) * int64(ing.opts.MaxCallBytes)
+	if !gz && r.ContentLength >= 0 {
+		reserve = min(reserve, 2*r.ContentLength+streamReserve)
+	}
 	if !h.budget.reserve(reserve) {
 		h.answer(w, r, rt.m, start, h.busy)
 		return

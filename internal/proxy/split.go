@@ -252,8 +252,10 @@ type batcher struct {
 	count       int // records in the call
 }
 
+// newBatcher returns a batcher of calls of at most max bytes. Its buffer
+// grows with the records, so a small upload takes little memory.
 func newBatcher(max int) *batcher {
-	return &batcher{max: max, raw: make([]byte, 0, max)}
+	return &batcher{max: max}
 }
 
 // worstGzip bounds the compressed size of n more bytes: deflate never
@@ -347,7 +349,7 @@ func (b *batcher) flush() *batch {
 	} else {
 		b.raw = append(b.raw, ']')
 		out.body = b.raw
-		b.raw = make([]byte, 0, b.max)
+		b.raw = nil
 	}
 	b.count = 0
 	b.pending = 0
