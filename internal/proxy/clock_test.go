@@ -73,20 +73,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	}
 }
 
-// pending returns how many timers wait, and the longest of their delays.
-func (c *fakeClock) pending() (int, time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, longest := 0, time.Duration(0)
-	for _, t := range c.timers {
-		if !t.done {
-			n++
-			longest = max(longest, t.at.Sub(c.now))
-		}
-	}
-	return n, longest
-}
-
 // instantClock is a Clock whose waits end at once (in their own goroutine)
 // and which records the delays asked for.
 type instantClock struct {

@@ -247,7 +247,7 @@ func (ing *ingester) serve(w http.ResponseWriter, r *http.Request, rt *route, pa
 		if err != nil {
 			rerr = err
 		} else {
-			defer zr.Close()
+			defer func() { _ = zr.Close() }()
 			in = zr
 		}
 	}
@@ -626,7 +626,7 @@ func (ing *ingester) answer(w http.ResponseWriter, r *http.Request, rt *route, u
 		return
 	}
 	ans := ingestAnswer{Received: received, Accepted: accepted, NotAccepted: merged}
-	status := http.StatusBadGateway
+	var status int
 	var retryAfter time.Duration
 	for _, o := range merged {
 		retryAfter = max(retryAfter, o.retryAfter)

@@ -322,9 +322,8 @@ type discardUpstream struct {
 }
 
 func (d *discardUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var in io.Reader = r.Body
 	cr := &countingReader{r: r.Body}
-	in = cr
+	var in io.Reader = cr
 	if r.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(cr)
 		if err != nil {

@@ -208,8 +208,11 @@ func clientToken(ctx context.Context, base, scope string) (string, error) {
 	var t struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := json.NewDecoder(res.Body).Decode(&t); err != nil || t.AccessToken == "" {
-		return "", fmt.Errorf("token from the emulator: status %d: %v", res.StatusCode, err)
+	if err := json.NewDecoder(res.Body).Decode(&t); err != nil {
+		return "", fmt.Errorf("token from the emulator: status %d: %w", res.StatusCode, err)
+	}
+	if t.AccessToken == "" {
+		return "", fmt.Errorf("token from the emulator: status %d, no access_token", res.StatusCode)
 	}
 	return t.AccessToken, nil
 }
