@@ -161,10 +161,10 @@ func (o outcome) same(p outcome) bool {
 
 // upload is one upload's state, shared by its sending goroutines.
 type upload struct {
-	ing  *ingester
-	rt   *route
-	ctx  context.Context
-	url  string
+	ing *ingester
+	rt  *route
+	ctx context.Context
+	url string
 	// auth is the upload's token: fetched through the gate once, at the
 	// first call (one policy decision and one audit line per upload, not
 	// per call), and again only after the service refused it with 401.
