@@ -304,8 +304,13 @@ type reqState struct {
 	// timeout, by whichever goroutine read it.
 	bodyTimeout atomic.Bool
 	code        int // status answered, for the metrics
-	// queue is the identity's query queue the request took a turn of, or nil.
-	queue *queue
+	// queue is the identity's query queue the request took a turn of, or
+	// nil; release gives the turn back, and requeued is set when an
+	// upstream 429 sent the request through the queue again. All three
+	// are used on the handler's goroutine only.
+	queue    *queue
+	release  func()
+	requeued bool
 }
 
 // Value returns the state itself for stateKey, else the parent's value.
@@ -389,8 +394,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.m.duration.Observe(h.now().Sub(start).Seconds())
 			return
 		}
-		defer release()
-		st.queue = q
+		st.queue, st.release = q, release
+		// st.release may change: a query sent again after an upstream 429
+		// takes a new turn (retryTransport).
+		defer func() { st.release() }()
 	}
 	tok, err := h.tokens.Bearer(r.Context(), rt.Name, rt.Scope)
 	if err == nil && tok == "" {
@@ -573,6 +580,9 @@ func (h *handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		e = h.tooLarge
 	case errors.As(err, &tf):
 		e = h.tokenError(rt, tf.err)
+	case errors.As(err, &e):
+		// The query queue's own refusal, met when a query waited again
+		// after an upstream 429.
 	case errors.Is(err, context.Canceled) && st.Context.Err() != nil:
 		// The caller went away; nobody reads this answer.
 		st.code = 499

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,40 +161,81 @@ func TestQueueFullAndExpired(t *testing.T) {
 
 func TestQueueUpstream429PausesTheQueue(t *testing.T) {
 	t.Parallel()
-	up := newHoldingUpstream(t)
-	close(up.gate)
-	up.status.Store(http.StatusTooManyRequests)
-	up.retryAfter.Store("10")
+	var calls atomic.Int32
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		_, _ = w.Write([]byte(`{"tables":[]}`))
+	})
 	clock := newFakeClock()
 	p := newTestProxy(t, up.url(t), Options{Tokens: newSeqTokens("tok"), Clock: clock})
 
-	res, _ := p.get(t, "/proxy/loganalytics/v1/workspaces/w/query?query=x")
-	if res.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("status = %d, want the upstream's 429", res.StatusCode)
+	// The first query meets the 429: it waits out the Retry-After in the
+	// queue and is sent again; the next query waits behind it.
+	done := make(chan int, 2)
+	for _, q := range []string{"a", "b"} {
+		go func() {
+			res, _ := p.get(t, "/proxy/loganalytics/v1/workspaces/w/query?query="+q)
+			done <- res.StatusCode
+		}()
+		if q == "a" {
+			waitFor(t, "the first query's 429 to pause the queue", func() bool {
+				return metricValue(t, p, "broker_proxy_queue_pauses_total", "route", "loganalytics") == 1
+			})
+		}
 	}
-	up.status.Store(0)
-	done := make(chan int, 1)
-	go func() {
-		res, _ := p.get(t, "/proxy/loganalytics/v1/workspaces/w/query?query=x")
-		done <- res.StatusCode
-	}()
-	waitFor(t, "the next query to wait out the pause", func() bool {
-		return metricValue(t, p, "broker_proxy_queue_waiting_requests", "route", "loganalytics") == 1
+	waitFor(t, "both queries to wait out the pause", func() bool {
+		return metricValue(t, p, "broker_proxy_queue_waiting_requests", "route", "loganalytics") == 2
 	})
-	select {
-	case c := <-done:
-		t.Fatalf("query answered %d during the pause", c)
-	default:
-	}
-	if n := len(up.requests()); n != 1 {
+	if n := calls.Load(); n != 1 {
 		t.Fatalf("upstream got %d requests during the pause, want 1", n)
 	}
 	clock.Advance(10 * time.Second)
-	if c := <-done; c != http.StatusOK {
-		t.Errorf("after the pause: %d, want 200", c)
+	for range 2 {
+		if c := <-done; c != http.StatusOK {
+			t.Errorf("after the pause: %d, want 200 (the caller never sees the 429)", c)
+		}
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("upstream got %d requests, want 3", n)
 	}
 	if got := metricValue(t, p, "broker_proxy_queue_pauses_total", "route", "loganalytics"); got != 1 {
 		t.Errorf("pauses = %v, want 1", got)
+	}
+}
+
+func TestQueueUpstream429LongerThanTheWaitPassesThrough(t *testing.T) {
+	t.Parallel()
+	up := newHoldingUpstream(t)
+	close(up.gate)
+	up.status.Store(http.StatusTooManyRequests)
+	up.retryAfter.Store("60")
+	clock := newFakeClock()
+	p := newTestProxy(t, up.url(t), Options{Tokens: newSeqTokens("tok"), Clock: clock, QueryQueue: QueueOptions{MaxWait: 30 * time.Second}})
+	res, _ := p.get(t, "/proxy/loganalytics/v1/workspaces/w/query?query=x")
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "60" {
+		t.Fatalf("status = %d Retry-After %q, want the upstream's 429 with its Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	up.status.Store(0)
+	// The pause outlasts the queue's wait: the next query is answered the
+	// broker's own 429 when its wait is over, never sent upstream.
+	done := make(chan string, 1)
+	go func() {
+		res, body := p.get(t, "/proxy/loganalytics/v1/workspaces/w/query?query=y")
+		done <- strconv.Itoa(res.StatusCode) + " " + body
+	}()
+	waitFor(t, "the next query to wait", func() bool {
+		return metricValue(t, p, "broker_proxy_queue_waiting_requests", "route", "loganalytics") == 1
+	})
+	clock.Advance(30 * time.Second)
+	if got := <-done; !strings.HasPrefix(got, "429 ") || !strings.Contains(got, "query_queue_timeout") {
+		t.Errorf("query during the pause: %s, want 429 query_queue_timeout", got)
+	}
+	if n := len(up.requests()); n != 1 {
+		t.Errorf("upstream got %d requests, want 1", n)
 	}
 }
 
