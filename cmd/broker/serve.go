@@ -339,6 +339,9 @@ func build(cfg config.Config, log *zap.Logger) (*broker, error) {
 	return &broker{cache: c, auditor: auditor, api: api, ops: ops, identities: ids, routes: routes, expiring: expiring, prefetch: prefetch}, nil
 }
 
+// The proxy keeps its query queue per identity; the gate names the identity.
+var _ proxy.IdentityNamer = httpapi.ProxyTokens{}
+
 // queryQueue is the Log Analytics query queue the configuration asks for.
 func queryQueue(cfg config.Config) proxy.QueueOptions {
 	q := proxy.QueueOptions{MaxConcurrent: cfg.LogAnalyticsMaxConcurrent, MaxQueued: cfg.LogAnalyticsMaxQueued, MaxWait: cfg.LogAnalyticsMaxWait}
