@@ -174,26 +174,35 @@ type upload struct {
 		retried bool // a 401 already dropped the token once
 	}
 
+	// readDone is closed when the reading of the caller's body ended.
+	readDone chan struct{}
+	readOnce sync.Once
+
 	mu       sync.Mutex
 	failed   []outcome
 	accepted int
 	halted   *outcome
 }
 
-func (u *upload) fail(o outcome) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.failed = append(u.failed, o)
-	if o.halt && u.halted == nil {
+// doneReading notes that the caller's body is read (or failed).
+func (up *upload) doneReading() { up.readOnce.Do(func() { close(up.readDone) }) }
+
+// fail records an outcome other than accepted.
+func (up *upload) fail(o outcome) {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	up.failed = append(up.failed, o)
+	if o.halt && up.halted == nil {
 		h := o
-		u.halted = &h
+		up.halted = &h
 	}
 }
 
-func (u *upload) halt() *outcome {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.halted
+// halt returns the refusal that stops every later call, or nil.
+func (up *upload) halt() *outcome {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	return up.halted
 }
 
 // serve answers one upload.
@@ -233,7 +242,25 @@ func (ing *ingester) serve(w http.ResponseWriter, r *http.Request, rt *route, pa
 	defer b.done()
 
 	var in io.Reader = &cappedReader{r: b.client(r.Body), n: ing.opts.MaxBodyBytes}
-	up := &upload{ing: ing, rt: rt, ctx: r.Context()}
+	// The upload's calls stop when the caller goes away, but not when only
+	// its body stalled: the records read by then are still sent, and the
+	// 408 says what became of them. The server cancels the request's
+	// context on either, so the upload has a context of its own.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	up := &upload{ing: ing, rt: rt, ctx: ctx, readDone: make(chan struct{})}
+	defer up.doneReading()
+	go func() {
+		select {
+		case <-r.Context().Done():
+		case <-ctx.Done():
+			return
+		}
+		<-up.readDone
+		if !st.bodyTimeout.Load() {
+			cancel()
+		}
+	}()
 	_, upRaw := rt.join(path, raw)
 	up.url = rt.scheme + "://" + rt.host + upRaw
 	if r.URL.RawQuery != "" {
@@ -317,6 +344,7 @@ func (ing *ingester) run(up *upload, in io.Reader) (int, error) {
 			break
 		}
 		if err != nil {
+			up.doneReading()
 			dispatch(bt.flush())
 			return i, err
 		}
@@ -333,6 +361,7 @@ func (ing *ingester) run(up *upload, in io.Reader) (int, error) {
 		dispatch(bt.add(i, rec))
 		i++
 	}
+	up.doneReading()
 	if i == 0 {
 		// An empty array still makes one call: it checks the route, the
 		// token and the role without storing anything (broker check --dcr).

@@ -456,3 +456,46 @@ func TestIngestOneGatePassPerUpload(t *testing.T) {
 		t.Errorf("calls by token = %v, want one refused call with tok1, then the rest with tok2", auths)
 	}
 }
+
+func TestIngestStalledUploadTimesOut(t *testing.T) {
+	t.Parallel()
+	d := &discardUpstream{}
+	up := httptest.NewServer(d)
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	const timeout = 200 * time.Millisecond
+	p := newTestProxy(t, nil, Options{
+		Tokens:          newSeqTokens("tok"),
+		Routes:          []Route{{Name: "ingestion", Upstream: u, Scope: ingestScope, Kind: KindIngestion}},
+		BodyReadTimeout: timeout,
+		Ingestion:       IngestionOptions{MaxCallBytes: 10_000},
+	})
+	// 100 records arrive, then the client stalls with the body unfinished.
+	var first bytes.Buffer
+	first.WriteString("[")
+	for i := range 100 {
+		if i > 0 {
+			first.WriteString(",")
+		}
+		first.WriteString(`{"Id":` + strconv.Itoa(i) + `,"Msg":"` + strings.Repeat("m", 200) + `"}`)
+	}
+	first.WriteString(",")
+	begin := time.Now()
+	c := rawPost(t, strings.TrimPrefix(p.URL, "http://"), "/proxy/ingestion/dataCollectionRules/dcr-1/streams/Custom-X_CL?api-version=2023-01-01", 10<<20, first.Bytes())
+	res, body, closed := readAnswer(t, c)
+	var ans answerBody
+	if err := json.Unmarshal([]byte(body), &ans); err != nil || res.StatusCode != http.StatusRequestTimeout || ans.Error != "body_timeout" {
+		t.Fatalf("stalled upload: %d %s, want 408 body_timeout", res.StatusCode, body)
+	}
+	if !closed {
+		t.Error("the connection stayed open after the 408")
+	}
+	if time.Since(begin) < timeout {
+		t.Errorf("answered before the read timeout")
+	}
+	// The records that arrived were sent and are reported as accepted.
+	if ans.Received != 100 || ans.Accepted != 100 || d.records != 100 {
+		t.Errorf("received %d, accepted %d, upstream got %d; want 100 each", ans.Received, ans.Accepted, d.records)
+	}
+	waitBudget(t, p, 0)
+}
