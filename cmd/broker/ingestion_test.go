@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -105,5 +106,28 @@ func TestUploadThenQuery(t *testing.T) {
 	}
 	if len(fetches) != 1 || !strings.HasSuffix(fetches[0], " 1") || !strings.Contains(fetches[0], `scope="https://monitor.azure.com/.default"`) {
 		t.Errorf("Entra fetches for the monitor scope = %q, want one fetch, under the single-slash scope", fetches)
+	}
+}
+
+// TestDemoPrintsUploadThenQuery runs `broker demo` and the two commands it
+// prints for Logs Ingestion: the upload through the broker, then the query
+// that shows the uploaded row.
+func TestDemoPrintsUploadThenQuery(t *testing.T) {
+	r := start(t, map[string]string{"BROKER_LISTEN": "127.0.0.1:0", "BROKER_OPS_LISTEN": "127.0.0.1:0"}, "demo")
+	out := r.stdout.String()
+	up := regexp.MustCompile(`curl -s -X POST -H 'Content-Type: application/json' '` + regexp.QuoteMeta(r.api) + `(/proxy/ingestion/[^']+)' -d '([^']+)'`).FindStringSubmatch(out)
+	q := regexp.MustCompile(`curl -s '` + regexp.QuoteMeta(r.api) + `(/proxy/loganalytics/[^']+` + logsingestion.DemoTable + `[^']*)'`).FindStringSubmatch(out)
+	if up == nil || q == nil {
+		t.Fatalf("broker demo printed no upload or no query command:\n%s", out)
+	}
+	if strings.Index(out, up[0]) > strings.Index(out, q[0]) {
+		t.Errorf("the demo prints the query before the upload")
+	}
+	if code, _, body := call(t, "POST", r.api+up[1], map[string]string{"Content-Type": "application/json"}, up[2]); code != http.StatusNoContent {
+		t.Fatalf("the demo's upload: %d %s, want 204", code, body)
+	}
+	code, _, body := call(t, "GET", r.api+q[1], nil, "")
+	if code != http.StatusOK || !strings.Contains(string(body), "hello from the broker") {
+		t.Errorf("the demo's query: %d %s, want the uploaded row", code, body)
 	}
 }
