@@ -114,6 +114,8 @@ func TestUploadThenQuery(t *testing.T) {
 // that shows the uploaded row.
 func TestDemoPrintsUploadThenQuery(t *testing.T) {
 	r := start(t, map[string]string{"BROKER_LISTEN": "127.0.0.1:0", "BROKER_OPS_LISTEN": "127.0.0.1:0"}, "demo")
+	// The welcome is printed just after the listeners open.
+	waitFor(t, "the demo's welcome", func() bool { return strings.Contains(r.stdout.String(), "Press Ctrl-C") })
 	out := r.stdout.String()
 	up := regexp.MustCompile(`curl -s -X POST -H 'Content-Type: application/json' '` + regexp.QuoteMeta(r.api) + `(/proxy/ingestion/[^']+)' -d '([^']+)'`).FindStringSubmatch(out)
 	q := regexp.MustCompile(`curl -s '` + regexp.QuoteMeta(r.api) + `(/proxy/loganalytics/[^']+` + logsingestion.DemoTable + `[^']*)'`).FindStringSubmatch(out)
