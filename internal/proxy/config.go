@@ -194,7 +194,7 @@ func yamlError(path string, err error) error {
 				line, what = m[1], m[2]
 			}
 			if m := unknownFieldRe.FindStringSubmatch(what); m != nil {
-				what = "unknown key " + strconv.Quote(m[1]) + " (known keys: routes; name, upstream, scope)"
+				what = "unknown key " + strconv.Quote(m[1]) + " (known keys: routes; name, upstream, scope, kind)"
 			} else {
 				what = strings.ReplaceAll(what, "proxy.routesFile", "the routes file")
 				what = strings.ReplaceAll(what, "proxy.routeEntry", "a route")
