@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 TOOL    := $(GO) tool -modfile=tools/go.mod
 
-.PHONY: help build run test test-short bench check fmt loadtest loadtest-expiry loadtest-faults fleet fuzz clean
+.PHONY: help build run test test-short bench check fmt loadtest loadtest-expiry loadtest-faults fleet loadtest-ingest fuzz clean
 
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,6 +68,10 @@ FLEET_DURATION ?= 10m
 fleet: build ## 20 brokers sharing one Redis beside 20 alone, 2-minute tokens, 10 min of load: Entra requests per scope (needs redis-server).
 	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
 	./bin/loadtest fleet -broker bin/broker -n $(FLEET_N) -duration $(FLEET_DURATION)
+
+loadtest-ingest: build ## Logs Ingestion: a 20 MB array through the broker vs split by the client, direct to the emulator (under a minute).
+	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
+	./bin/loadtest ingest -broker bin/broker
 
 FUZZTIME ?= 10s
 FUZZPKGS ?= ./internal/httpapi ./internal/proxy ./internal/azure ./internal/emulator ./internal/emulator/loganalytics

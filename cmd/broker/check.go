@@ -29,7 +29,29 @@ const (
 	checkQueryTimeout = 60 * time.Second
 	// maxCheckBody bounds the query answer read.
 	maxCheckBody = 1 << 20
+	// checkWaitFirst and checkWaitMax are the backoff of --wait: a role
+	// assignment reaches the services within minutes to an hour, so trying
+	// every 5 s at first and every 2 minutes at most finds it soon after
+	// without a wall of requests.
+	checkWaitFirst = 5 * time.Second
+	checkWaitMax   = 2 * time.Minute
 )
+
+// checkSleepKey, when set in the context, is how `broker check --wait`
+// waits between attempts: tests advance the emulator's clock instead.
+type checkSleepKey struct{}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // checkResult is one line of `broker check`: the JSON form (--json) is a
 // stable array of these, with every field always present.
@@ -70,9 +92,13 @@ func (e checkFailed) Error() string {
 func runCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var workspace, scope string
 	var asJSON bool
+	var up uploadCheck
 	cfg, _, err := loadConfig("check", args, getenv, stdout, config.Serve, func(fs *flag.FlagSet) {
 		fs.StringVar(&workspace, "workspace", "", "the `ID` of a Log Analytics workspace (a GUID): run the query \"print 1\" in it with each identity's token")
 		fs.StringVar(&scope, "scope", "", "the `scope` of the tokens to fetch (default: the cloud's Log Analytics scope)")
+		fs.StringVar(&up.dcr, "dcr", "", "the immutable `ID` (dcr-…) of a data collection rule: upload an empty array to it through BROKER_INGESTION_ENDPOINT with each identity's token (needs --stream)")
+		fs.StringVar(&up.stream, "stream", "", "the `name` of the DCR's stream for --dcr, e.g. Custom-MyTable_CL")
+		fs.DurationVar(&up.wait, "wait", 0, "keep trying the --workspace and --dcr checks with backoff for up to this `long` (e.g. 60m) while the role assignment propagates, printing the time elapsed")
 		fs.BoolVar(&asJSON, "json", false, "print the checks as a JSON array of {check, ok, detail, hint, setting}")
 	})
 	var ce configError
@@ -86,13 +112,16 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	if c, ok := ctx.Value(checkClockKey{}).(func() time.Time); ok {
 		now = c
 	}
-	ck := &checker{now: now}
+	ck := &checker{now: now, sleep: sleepCtx, progress: stderr}
+	if sl, ok := ctx.Value(checkSleepKey{}).(func(context.Context, time.Duration) error); ok {
+		ck.sleep = sl
+	}
 	if ce.problems != nil {
 		for _, p := range ce.problems {
 			ck.results = append(ck.results, checkResult{Check: "config", Detail: p.Problem, Hint: fixHint(p.Fix), Setting: p.Setting})
 		}
 	} else {
-		ck.run(ctx, cfg, workspace, scope, stderr)
+		ck.run(ctx, cfg, workspace, scope, up, stderr)
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -109,10 +138,48 @@ func runCheck(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
+// uploadCheck is what --dcr, --stream and --wait ask for.
+type uploadCheck struct {
+	dcr, stream string
+	wait        time.Duration
+}
+
 // checker collects the results of `broker check`.
 type checker struct {
 	now     func() time.Time
 	results []checkResult
+	// sleep waits between the attempts of --wait; progress gets a line
+	// per attempt that failed.
+	sleep    func(context.Context, time.Duration) error
+	progress io.Writer
+}
+
+// retrying runs attempt, which adds one result and reports whether it
+// failed in a way that time may cure (a role assignment not yet
+// propagated), again with backoff until it passes or wait is spent, and
+// keeps only the last result, with the time waited.
+func (c *checker) retrying(ctx context.Context, wait time.Duration, attempt func() bool) {
+	start := c.now()
+	delay := checkWaitFirst
+	for {
+		n := len(c.results)
+		retry := attempt()
+		elapsed := c.now().Sub(start)
+		if !retry || wait <= 0 || elapsed+delay > wait {
+			if wait > 0 && elapsed > 0 {
+				c.results[n].Detail += fmt.Sprintf(" (after %s of --wait %s)", elapsed.Round(time.Second), wait)
+			}
+			return
+		}
+		r := c.results[n]
+		c.results = c.results[:n]
+		fmt.Fprintf(c.progress, "%s: still failing after %s: %s; trying again in %s (--wait %s)\n", r.Check, elapsed.Round(time.Second), r.Detail, delay, wait)
+		if err := c.sleep(ctx, delay); err != nil {
+			c.results = append(c.results, r)
+			return
+		}
+		delay = min(2*delay, checkWaitMax)
+	}
 }
 
 func (c *checker) pass(check, detail string) {
@@ -137,7 +204,7 @@ func tally(results []checkResult) (failed, warned int) {
 }
 
 // run performs the checks of a valid configuration.
-func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope string, stderr io.Writer) {
+func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope string, up uploadCheck, stderr io.Writer) {
 	cloud, err := cfg.AzureCloud()
 	if err != nil {
 		c.fail("config", err.Error(), "Set AZURE_CLOUD to AzurePublic, AzureUSGovernment or AzureChina.")
@@ -164,6 +231,19 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 		c.results = append(c.results, checkResult{Check: "warning", OK: true, Detail: w.Problem, Hint: fixHint(w.Fix), Setting: w.Setting})
 	}
 	c.callers(cfg)
+	switch {
+	case up.dcr == "" && up.stream == "":
+	case up.dcr == "" || up.stream == "":
+		c.fail("dcr", "--dcr and --stream go together", "Name the DCR's immutable ID with --dcr dcr-… and one of its streams with --stream Custom-<table>.")
+		up.dcr = ""
+	case !strings.HasPrefix(up.dcr, "dcr-"):
+		c.fail("dcr", fmt.Sprintf("--dcr %q is not a DCR's immutable ID", up.dcr),
+			"Use the immutable ID (dcr-…), shown on the DCR's JSON view in the portal or by az monitor data-collection rule show --query immutableId, not its name or resource ID.")
+		up.dcr = ""
+	case cfg.IngestionEndpoint == "":
+		c.fail("dcr", "--dcr needs BROKER_INGESTION_ENDPOINT", "Set BROKER_INGESTION_ENDPOINT to the data collection endpoint (or the DCR's logs-ingestion endpoint) that serves the DCR.")
+		up.dcr = ""
+	}
 	if workspace != "" && !azure.IsGUID(workspace) {
 		c.fail("workspace", fmt.Sprintf("--workspace %q is not a workspace ID", workspace),
 			"Use the Workspace ID, a GUID on the workspace's Overview page in the Azure portal (not its name or resource ID).")
@@ -179,9 +259,16 @@ func (c *checker) run(ctx context.Context, cfg config.Config, workspace, scope s
 	log = log.WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
 	endpoint := cloud.LogAnalytics.Endpoint
 	for _, id := range ids {
-		tok, ok := c.token(ctx, cfg, cloud, id, scope, log)
+		tok, ok := c.token(ctx, cfg, cloud, id, "token:"+id.Name, scope, log)
 		if ok && workspace != "" {
-			c.query(ctx, id, endpoint, workspace, tok)
+			c.retrying(ctx, up.wait, func() bool { return c.query(ctx, id, endpoint, workspace, tok) })
+		}
+		if up.dcr == "" {
+			continue
+		}
+		itok, ok := c.token(ctx, cfg, cloud, id, "ingestion-token:"+id.Name, cloud.LogsIngestion.Scope(), log)
+		if ok {
+			c.retrying(ctx, up.wait, func() bool { return c.upload(ctx, id, strings.TrimSuffix(cfg.IngestionEndpoint, "/"), up, itok) })
 		}
 	}
 }
@@ -234,8 +321,7 @@ func decodeClaims(token string) (tokenClaims, error) {
 
 // token fetches the identity's token for scope and checks its claims. It
 // returns the token for the query check; the token itself is never printed.
-func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Cloud, id config.Identity, scope string, log *zap.Logger) (string, bool) {
-	check := "token:" + id.Name
+func (c *checker) token(ctx context.Context, cfg config.Config, cloud azure.Cloud, id config.Identity, check, scope string, log *zap.Logger) (string, bool) {
 	client, _, err := newClient(id, cfg, cloud, log)
 	if err != nil {
 		c.fail(check, describe(err), hintOf(err))
@@ -302,8 +388,10 @@ type laError struct {
 	} `json:"error"`
 }
 
-// query runs `print 1` in workspace with token and explains the answer.
-func (c *checker) query(ctx context.Context, id config.Identity, endpoint, workspace, token string) {
+// query runs `print 1` in workspace with token and explains the answer. It
+// reports whether the failure is one time may cure (the role assignment is
+// propagating).
+func (c *checker) query(ctx context.Context, id config.Identity, endpoint, workspace, token string) bool {
 	check := "query:" + id.Name
 	u := endpoint + "/v1/workspaces/" + url.PathEscape(workspace) + "/query"
 	qctx, cancel := context.WithTimeout(ctx, checkQueryTimeout)
@@ -311,7 +399,7 @@ func (c *checker) query(ctx context.Context, id config.Identity, endpoint, works
 	req, err := http.NewRequestWithContext(qctx, http.MethodPost, u, strings.NewReader(`{"query":"print 1"}`))
 	if err != nil {
 		c.fail(check, "cannot build the query request: "+err.Error(), "Check BROKER_LOGANALYTICS_ENDPOINT.")
-		return
+		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -320,7 +408,7 @@ func (c *checker) query(ctx context.Context, id config.Identity, endpoint, works
 		// The URL error names the URL (no token in it), not the request.
 		c.fail(check, "Log Analytics could not be reached at "+endpoint+": "+redactToken(err.Error(), token),
 			"Check the network path to "+endpoint+" (proxy, firewall, DNS) and BROKER_LOGANALYTICS_ENDPOINT.")
-		return
+		return false
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxCheckBody))
@@ -339,7 +427,8 @@ func (c *checker) query(ctx context.Context, id config.Identity, endpoint, works
 		c.pass(check, fmt.Sprintf("workspace %s: print 1 ran: the identity can query the workspace", workspace))
 	case resp.StatusCode == http.StatusForbidden && e.Error.Code == "InsufficientAccessError":
 		c.fail(check, what+": the identity has no role on the workspace, or its role assignment is still propagating",
-			fmt.Sprintf("Assign Log Analytics Reader (or Reader) on the workspace to the app %s (Access control (IAM) → Add role assignment → the app's name). A new assignment takes up to 60 minutes to reach the Log Analytics API: if you just made it, run broker check again later.", id.ClientID))
+			fmt.Sprintf("Assign Log Analytics Reader (or Reader) on the workspace to the app %s (Access control (IAM) → Add role assignment → the app's name). A new assignment takes up to 60 minutes to reach the Log Analytics API: if you just made it, run broker check --wait 60m to wait for it.", id.ClientID))
+		return true
 	case resp.StatusCode == http.StatusForbidden:
 		c.fail(check, what+": Log Analytics does not accept the token",
 			"The token must be for https://api.loganalytics.io in the workspace's cloud: check AZURE_CLOUD and BROKER_LOGANALYTICS_ENDPOINT, and that the workspace's tenant is the identity's tenant.")
@@ -359,6 +448,57 @@ func (c *checker) query(ctx context.Context, id config.Identity, endpoint, works
 		c.fail(check, what+": Log Analytics did not run the query",
 			"Log Analytics may be unavailable or throttling: run broker check again in a few minutes.")
 	}
+	return false
+}
+
+// upload sends an empty array to the DCR's stream with token, which checks
+// the endpoint, the token's audience and the role without storing anything,
+// and explains the answer. It reports whether the failure is one time may
+// cure (the role assignment is propagating).
+func (c *checker) upload(ctx context.Context, id config.Identity, endpoint string, up uploadCheck, token string) bool {
+	check := "ingestion:" + id.Name
+	u := endpoint + "/dataCollectionRules/" + url.PathEscape(up.dcr) + "/streams/" + url.PathEscape(up.stream) + "?api-version=2023-01-01"
+	qctx, cancel := context.WithTimeout(ctx, checkQueryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(qctx, http.MethodPost, u, strings.NewReader("[]"))
+	if err != nil {
+		c.fail(check, "cannot build the upload request: "+err.Error(), "Check BROKER_INGESTION_ENDPOINT.")
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.fail(check, "the Logs Ingestion endpoint could not be reached at "+endpoint+": "+redactToken(err.Error(), token),
+			"Check the network path to "+endpoint+" (proxy, firewall, DNS) and BROKER_INGESTION_ENDPOINT.")
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxCheckBody))
+	var e laError
+	_ = json.Unmarshal(body, &e)
+	what := fmt.Sprintf("%s stream %s: %d %s", up.dcr, up.stream, resp.StatusCode, e.Error.Code)
+	if e.Error.Code == "" {
+		what = fmt.Sprintf("%s stream %s: %d %s", up.dcr, up.stream, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	switch {
+	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
+		c.pass(check, fmt.Sprintf("%s stream %s: an empty upload was accepted: the identity can send logs", up.dcr, up.stream))
+	case resp.StatusCode == http.StatusForbidden:
+		c.fail(check, what+": the identity has no Monitoring Metrics Publisher role on the DCR, or its assignment is still propagating",
+			fmt.Sprintf("Assign Monitoring Metrics Publisher on the data collection rule (not the workspace) to the app %s. A new assignment takes up to 30 minutes to reach the service: run broker check --dcr %s --stream %s --wait 60m to wait for it.", id.ClientID, up.dcr, up.stream))
+		return true
+	case resp.StatusCode == http.StatusNotFound:
+		c.fail(check, what+": the service knows no such DCR or stream at "+endpoint,
+			"Use the DCR's immutable ID (dcr-…, not its name), a stream declared in it (Custom-<table>), and the endpoint of the DCE or DCR that serves it (BROKER_INGESTION_ENDPOINT).")
+	case resp.StatusCode == http.StatusUnauthorized:
+		c.fail(check, what+": the service refused the token",
+			"The token must be for https://monitor.azure.com in the DCR's cloud: check AZURE_CLOUD, the machine's clock, and that the DCR is in the identity's tenant ("+id.TenantID+").")
+	default:
+		c.fail(check, what+": the service did not take the upload",
+			"The Logs Ingestion API may be unavailable or throttling: run broker check again in a few minutes.")
+	}
+	return false
 }
 
 // describe is the one-line account of a token failure: Entra's sentence when

@@ -24,6 +24,7 @@ import (
 
 	"github.com/entrabroker/broker/internal/emulator"
 	"github.com/entrabroker/broker/internal/emulator/loganalytics"
+	"github.com/entrabroker/broker/internal/emulator/logsingestion"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/check and testdata/help")
@@ -57,6 +58,11 @@ func TestCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{name: "dcr-pass", args: []string{"--dcr", logsingestion.DemoDCR, "--stream", logsingestion.DemoStream}, env: ingestionEnv},
+		{name: "dcr-role-propagating", args: []string{"--dcr", lateDCR, "--stream", logsingestion.DemoStream}, wantFail: 1, env: ingestionEnv, setup: addLateDCR(30 * time.Minute)},
+		{name: "dcr-name", args: []string{"--dcr", "my-dcr", "--stream", logsingestion.DemoStream}, wantFail: 1, env: ingestionEnv},
+		{name: "dcr-unknown-stream", args: []string{"--dcr", logsingestion.DemoDCR, "--stream", "Custom-Other_CL"}, wantFail: 1, env: ingestionEnv},
+		{name: "dcr-without-endpoint", args: []string{"--dcr", logsingestion.DemoDCR, "--stream", logsingestion.DemoStream}, wantFail: 1},
 		{name: "wrong-audience", args: []string{"--workspace", ws, "--scope", "https://management.azure.com/.default"}, wantFail: 1},
 		{name: "unauthorized", args: []string{"--workspace", ws}, wantFail: 1, setup: func(t *testing.T, az *emulator.Azure) {
 			az.LogAnalytics.InjectFault(ws, loganalytics.Fault{Status: 401})
@@ -194,6 +200,89 @@ func TestCheck(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// lateDCR is a DCR whose role assignment propagates in the check tests.
+const lateDCR = "dcr-0000000000000000000000000000late"
+
+// ingestionEnv points BROKER_INGESTION_ENDPOINT at the emulator.
+func ingestionEnv(_ *testing.T, env map[string]string, _ string) {
+	env["BROKER_INGESTION_ENDPOINT"] = env["BROKER_LOGANALYTICS_ENDPOINT"]
+}
+
+// addLateDCR registers lateDCR with the demo stream, its role assignment
+// effective after d.
+func addLateDCR(d time.Duration) func(t *testing.T, az *emulator.Azure) {
+	return func(t *testing.T, az *emulator.Azure) {
+		t.Helper()
+		if err := az.Ingestion.AddDCR(lateDCR, map[string]logsingestion.Stream{logsingestion.DemoStream: {WorkspaceID: loganalytics.DemoWorkspaceID, Table: logsingestion.DemoTable}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := az.Ingestion.Grant(lateDCR, emulator.DemoClientID, checkNow.Add(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCheckWaitsForTheRole runs broker check --wait while the role
+// assignments on the workspace and the DCR propagate: it keeps trying, with
+// the emulator's clock moved by each wait instead of sleeping, and passes
+// once they arrive.
+func TestCheckWaitsForTheRole(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := checkNow
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	az := emulator.NewAzure(emulator.Options{Now: clock})
+	if err := az.AddDemo(); err != nil {
+		t.Fatal(err)
+	}
+	ws := loganalytics.DemoWorkspaceID
+	az.LogAnalytics.Revoke(ws, emulator.DemoClientID)
+	if err := az.LogAnalytics.Grant(ws, emulator.DemoClientID, loganalytics.RoleReader, checkNow.Add(12*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	addLateDCR(25*time.Minute)(t, az)
+	emu := httptest.NewServer(az)
+	t.Cleanup(emu.Close)
+	env := serveEnv(emu.URL)
+	ingestionEnv(t, env, "")
+	var slept []time.Duration
+	ctx := context.WithValue(context.Background(), checkClockKey{}, clock)
+	ctx = context.WithValue(ctx, checkSleepKey{}, func(_ context.Context, d time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(d)
+		slept = append(slept, d)
+		return nil
+	})
+	var stdout, stderr bytes.Buffer
+	args := []string{"check", "--workspace", ws, "--dcr", lateDCR, "--stream", logsingestion.DemoStream, "--wait", "60m"}
+	if err := run(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
+		t.Fatalf("broker %s = %v; stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, &stdout, &stderr)
+	}
+	for _, want := range []string{"print 1 ran", "an empty upload was accepted", "of --wait 1h0m0s"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+		}
+	}
+	if !strings.Contains(stderr.String(), "still failing after") {
+		t.Errorf("stderr shows no progress:\n%s", &stderr)
+	}
+	if len(slept) == 0 || slept[0] != checkWaitFirst {
+		t.Errorf("waits = %v, want a backoff from %s", slept, checkWaitFirst)
+	}
+
+	// Without --wait, or when the role never arrives within it, the check fails.
+	args = []string{"check", "--dcr", "dcr-00000000000000000000000000never", "--stream", logsingestion.DemoStream, "--wait", "1m"}
+	if err := az.Ingestion.AddDCR("dcr-00000000000000000000000000never", map[string]logsingestion.Stream{logsingestion.DemoStream: {WorkspaceID: ws, Table: logsingestion.DemoTable}}); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	var cf checkFailed
+	if err := run(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr); !errors.As(err, &cf) || cf.failed != 1 {
+		t.Fatalf("broker %s = %v, want 1 failed check; stdout:\n%s", strings.Join(args, " "), err, &stdout)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/entrabroker/broker/internal/config"
 	"github.com/entrabroker/broker/internal/emulator"
 	"github.com/entrabroker/broker/internal/emulator/loganalytics"
+	"github.com/entrabroker/broker/internal/emulator/logsingestion"
 )
 
 // demoIdentityHeader is the /msi/token secret in demo mode when
@@ -72,6 +73,7 @@ func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoE
 	cfg.Cloud = "AzurePublic"
 	cfg.AuthorityHost = d.url
 	cfg.LogAnalyticsEndpoint = d.url
+	cfg.IngestionEndpoint = d.url
 	if len(cfg.PrefetchScopes) == 0 {
 		cfg.PrefetchScopes = []string{"https://api.loganalytics.io/.default"}
 	}
@@ -84,7 +86,7 @@ func startDemo(ctx context.Context, cfg *config.Config, log *zap.Logger) (*demoE
 func (d *demoEnv) close() { _ = d.srv.Close() }
 
 var welcome = template.Must(template.New("welcome").Parse(`
-broker demo: an emulated Entra ID and Log Analytics run at {{.Emulator}},
+broker demo: an emulated Entra ID, Log Analytics and Logs Ingestion run at {{.Emulator}},
 and the broker serves them. Nothing here reaches Azure.
 
   API  {{.API}}
@@ -96,6 +98,11 @@ Try:
 
   # a Log Analytics query through the proxy (the broker adds the bearer token)
   curl -s {{.Curl}}'{{.API}}/proxy/loganalytics/v1/workspaces/{{.Workspace}}/query?query=Heartbeat%20%7C%20take%203'
+
+  # send logs through the Logs Ingestion route (any size: the broker splits
+  # them into calls under 1 MB), then query what you sent
+  curl -s {{.Curl}}-X POST -H 'Content-Type: application/json' '{{.API}}/proxy/ingestion/dataCollectionRules/{{.DCR}}/streams/{{.Stream}}?api-version=2023-01-01' -d '[{"Computer":"demo","Message":"hello from the broker"}]' -w '%{http_code}\n'
+  curl -s {{.Curl}}'{{.API}}/proxy/loganalytics/v1/workspaces/{{.Workspace}}/query?query={{.Table}}%20%7C%20take%2010'
 
   # the managed-identity endpoint the Azure SDKs use (and its 2017 dialect)
   curl -s {{.Curl}}-H 'X-IDENTITY-HEADER: {{.Header}}' '{{.API}}/msi/token?api-version=2019-08-01&resource=https://vault.azure.net'
@@ -119,7 +126,10 @@ Press Ctrl-C to stop.
 
 // printWelcome tells a person what runs and what to try.
 func (d *demoEnv) printWelcome(w io.Writer, api, ops net.Listener, cfg config.Config) {
-	data := struct{ Emulator, API, Ops, OpsAddr, Curl, Workspace, Header string }{
+	data := struct{ Emulator, API, Ops, OpsAddr, Curl, Workspace, Header, DCR, Stream, Table string }{
+		DCR:       logsingestion.DemoDCR,
+		Stream:    logsingestion.DemoStream,
+		Table:     logsingestion.DemoTable,
 		Emulator:  d.url,
 		API:       "http://" + api.Addr().String(),
 		Ops:       "http://" + ops.Addr().String(),
@@ -154,7 +164,7 @@ func newEmulator(configFile string, lifetime time.Duration, log *zap.Logger) (*e
 		return nil, err
 	}
 	if cfg.Demo {
-		if err := az.LogAnalytics.AddDemo(emulator.DemoClientID); err != nil {
+		if err := az.AddDemoData(); err != nil {
 			return nil, err
 		}
 	}
@@ -211,6 +221,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	base := scheme + "://" + ln.Addr().String()
 	_ = az.Entra.Describe(stdout, base)
 	fmt.Fprintf(stdout, "\nLog Analytics: %s/v1/workspaces/%s/query (the demo app is a Reader)\n", base, loganalytics.DemoWorkspaceID)
+	fmt.Fprintf(stdout, "Logs Ingestion: %s/dataCollectionRules/%s/streams/%s?api-version=2023-01-01 (the demo app is a Monitoring Metrics Publisher; rows land in %s)\n",
+		base, logsingestion.DemoDCR, logsingestion.DemoStream, logsingestion.DemoTable)
 
 	errc := make(chan error, 1)
 	go func() {

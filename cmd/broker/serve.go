@@ -412,6 +412,8 @@ func (b *broker) generation(cfg config.Config, custom []proxy.Route) (*generatio
 				Tokens:          tokens,
 				MaxBodyBytes:    cfg.ProxyMaxBodyBytes,
 				BodyReadTimeout: cfg.ProxyBodyTimeout,
+				QueryQueue:      queryQueue(cfg),
+				Ingestion:       proxy.IngestionOptions{MaxBodyBytes: cfg.IngestionMaxBodyBytes},
 				Logger:          log,
 				Registerer:      reg,
 			})
@@ -519,6 +521,18 @@ func configVersion(cfg config.Config) httpapi.ConfigVersion {
 		}
 	}
 	return httpapi.ConfigVersion{Hash: hex.EncodeToString(h.Sum(nil))[:12], LoadedAt: time.Now().UTC().Truncate(time.Second)}
+}
+
+// The proxy keeps its query queue per identity; the gate names the identity.
+var _ proxy.IdentityNamer = httpapi.ProxyTokens{}
+
+// queryQueue is the Log Analytics query queue the configuration asks for.
+func queryQueue(cfg config.Config) proxy.QueueOptions {
+	q := proxy.QueueOptions{MaxConcurrent: cfg.LogAnalyticsMaxConcurrent, MaxQueued: cfg.LogAnalyticsMaxQueued, MaxWait: cfg.LogAnalyticsMaxWait}
+	if q.MaxQueued == 0 {
+		q.MaxQueued = -1 // no queue: over the limit is 429 at once
+	}
+	return q
 }
 
 // checkRouteScopes refuses, at start, a route from the routes file whose

@@ -24,6 +24,9 @@ type Cloud struct {
 	AppInsights Service
 	// ARM is Azure Resource Manager.
 	ARM Service
+	// LogsIngestion is the Azure Monitor Logs Ingestion API. It has no
+	// endpoint of its own: each data collection endpoint or rule has one.
+	LogsIngestion Service
 }
 
 // Service is one Azure API in a cloud: where to send requests and which
@@ -55,6 +58,7 @@ var (
 		LogAnalytics:  Service{Endpoint: "https://api.loganalytics.azure.com", Audience: "https://api.loganalytics.io"},
 		AppInsights:   Service{Endpoint: "https://api.applicationinsights.io", Audience: "https://api.applicationinsights.io"},
 		ARM:           Service{Endpoint: "https://management.azure.com", Audience: "https://management.core.windows.net/"},
+		LogsIngestion: Service{Audience: "https://monitor.azure.com"},
 	}
 	// AzureUSGovernment is Azure Government (US).
 	AzureUSGovernment = Cloud{
@@ -63,6 +67,7 @@ var (
 		LogAnalytics:  Service{Endpoint: "https://api.loganalytics.us", Audience: "https://api.loganalytics.us"},
 		AppInsights:   Service{Endpoint: "https://api.applicationinsights.us", Audience: "https://api.applicationinsights.us"},
 		ARM:           Service{Endpoint: "https://management.usgovcloudapi.net", Audience: "https://management.core.usgovcloudapi.net/"},
+		LogsIngestion: Service{Audience: "https://monitor.azure.us"},
 	}
 	// AzureChina is Azure operated by 21Vianet. Its authority host is the one
 	// Microsoft's documentation and msal-go's preferred_network name;
@@ -73,6 +78,7 @@ var (
 		LogAnalytics:  Service{Endpoint: "https://api.loganalytics.azure.cn", Audience: "https://api.loganalytics.azure.cn"},
 		AppInsights:   Service{Endpoint: "https://api.applicationinsights.azure.cn", Audience: "https://api.applicationinsights.azure.cn"},
 		ARM:           Service{Endpoint: "https://management.chinacloudapi.cn", Audience: "https://management.core.chinacloudapi.cn/"},
+		LogsIngestion: Service{Audience: "https://monitor.azure.cn"},
 	}
 )
 

@@ -18,6 +18,8 @@ func TestNormalizeScope(t *testing.T) {
 		{in: "https://api.loganalytics.io/.default", want: "https://api.loganalytics.io/.default"},
 		{in: "  https://api.loganalytics.io/.default  ", want: "https://api.loganalytics.io/.default"},
 		{in: "https://api.loganalytics.io//.default", want: "https://api.loganalytics.io/.default"},
+		// The Logs Ingestion client (azlogs) asks for the double-slash form.
+		{in: "https://monitor.azure.com//.default", want: "https://monitor.azure.com/.default"},
 		{in: "HTTPS://API.LogAnalytics.IO/.DEFAULT", want: "https://api.loganalytics.io/.default"},
 		{in: "https://api.loganalytics.io/.default openid offline_access profile", want: "https://api.loganalytics.io/.default"},
 		{in: "openid https://api.loganalytics.io/.default PROFILE", want: "https://api.loganalytics.io/.default"},

@@ -92,6 +92,23 @@ type Config struct {
 	ProxyBodyTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (BROKER_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+
+	// IngestionEndpoint is the upstream of /proxy/ingestion/, a data
+	// collection endpoint or a DCR's logs-ingestion endpoint
+	// (BROKER_INGESTION_ENDPOINT); empty means no ingestion route.
+	IngestionEndpoint string
+	// IngestionMaxBodyBytes caps one upload to the ingestion route, which
+	// the broker splits into calls under 1 MB (BROKER_INGESTION_MAX_BODY_BYTES).
+	IngestionMaxBodyBytes int64
+	// LogAnalyticsMaxConcurrent is how many queries of one identity the
+	// broker sends upstream at once (BROKER_LOGANALYTICS_MAX_CONCURRENT).
+	LogAnalyticsMaxConcurrent int
+	// LogAnalyticsMaxQueued is how many more may wait in the broker
+	// (BROKER_LOGANALYTICS_MAX_QUEUED).
+	LogAnalyticsMaxQueued int
+	// LogAnalyticsMaxWait is the longest a query waits for its turn
+	// (BROKER_LOGANALYTICS_MAX_WAIT).
+	LogAnalyticsMaxWait time.Duration
 }
 
 // Default returns the configuration before the environment and flags apply.
@@ -106,6 +123,11 @@ func Default() Config {
 		ProxyMaxBodyBytes: 16 << 20,
 		ProxyBodyTimeout:  10 * time.Second,
 		ShutdownTimeout:   15 * time.Second,
+
+		IngestionMaxBodyBytes:     64 << 20,
+		LogAnalyticsMaxConcurrent: 5,
+		LogAnalyticsMaxQueued:     200,
+		LogAnalyticsMaxWait:       3 * time.Minute,
 	}
 }
 
@@ -148,6 +170,9 @@ var settings = func() []setting {
 	}
 	d := func(env, fl, usage, fix string, p func(*Config) *time.Duration) setting {
 		return parsed(env, fl, usage, p, time.ParseDuration, time.Duration.String, "a duration", fix)
+	}
+	n := func(env, fl, usage, example string, p func(*Config) *int) setting {
+		return parsed(env, fl, usage, p, strconv.Atoi, strconv.Itoa, "a whole number", "set a number such as "+example)
 	}
 	return []setting{
 		s("AZURE_TENANT_ID", "tenant-id", "Directory (tenant) ID of the app registration", false, func(c *Config) *string { return &c.TenantID }),
@@ -193,6 +218,14 @@ var settings = func() []setting {
 			func(n int64) string { return strconv.FormatInt(n, 10) }, "a whole number", "set a size in bytes such as 16777216"),
 		d("BROKER_PROXY_BODY_TIMEOUT", "proxy-body-timeout", "how long a proxied request body may stall before it is refused (408)", "write it like 10s",
 			func(c *Config) *time.Duration { return &c.ProxyBodyTimeout }),
+		s("BROKER_INGESTION_ENDPOINT", "ingestion-endpoint", "upstream of /proxy/ingestion/: a data collection endpoint or a DCR's logs-ingestion endpoint, e.g. https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com (unset: no ingestion route)", false, func(c *Config) *string { return &c.IngestionEndpoint }),
+		parsed("BROKER_INGESTION_MAX_BODY_BYTES", "ingestion-max-body-bytes", "largest upload the ingestion route accepts, in bytes (it is split into calls under 1 MB)",
+			func(c *Config) *int64 { return &c.IngestionMaxBodyBytes }, func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) },
+			func(n int64) string { return strconv.FormatInt(n, 10) }, "a whole number", "set a size in bytes such as 67108864"),
+		n("BROKER_LOGANALYTICS_MAX_CONCURRENT", "loganalytics-max-concurrent", "Log Analytics queries of one identity the broker sends at once (Log Analytics allows 5 per user); the rest wait in the broker", "5", func(c *Config) *int { return &c.LogAnalyticsMaxConcurrent }),
+		n("BROKER_LOGANALYTICS_MAX_QUEUED", "loganalytics-max-queued", "Log Analytics queries of one identity that may wait for a turn; past that, 429", "200", func(c *Config) *int { return &c.LogAnalyticsMaxQueued }),
+		d("BROKER_LOGANALYTICS_MAX_WAIT", "loganalytics-max-wait", "longest a Log Analytics query waits for a turn before it is answered 429", "write it like 3m",
+			func(c *Config) *time.Duration { return &c.LogAnalyticsMaxWait }),
 		d("BROKER_SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful shutdown waits for requests in flight", "write it like 15s or 1m",
 			func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	}
@@ -279,6 +312,7 @@ var settingGroups = map[string]Group{
 	"AZURE_CLOUD":                         IdentitySettings,
 	"BROKER_CONFIG":                       IdentitySettings,
 	"BROKER_LOGANALYTICS_ENDPOINT":        UpstreamSettings,
+	"BROKER_INGESTION_ENDPOINT":           UpstreamSettings,
 	"BROKER_LOG_LEVEL":                    LogSettings,
 	"BROKER_LOG_FORMAT":                   LogSettings,
 }
@@ -525,6 +559,23 @@ func (c Config) Validate(mode Mode) error {
 	if c.ProxyBodyTimeout <= 0 {
 		add("BROKER_PROXY_BODY_TIMEOUT", "", "BROKER_PROXY_BODY_TIMEOUT %s must be positive, such as 10s", c.ProxyBodyTimeout)
 	}
+	if c.IngestionEndpoint != "" {
+		if err := checkURL(c.IngestionEndpoint); err != nil {
+			add("BROKER_INGESTION_ENDPOINT", "use the endpoint's URL, such as https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com", "BROKER_INGESTION_ENDPOINT %q %v", c.IngestionEndpoint, err)
+		}
+	}
+	if c.IngestionMaxBodyBytes < 1 {
+		add("BROKER_INGESTION_MAX_BODY_BYTES", "use a positive size in bytes (default 67108864)", "BROKER_INGESTION_MAX_BODY_BYTES %d is too small", c.IngestionMaxBodyBytes)
+	}
+	if c.LogAnalyticsMaxConcurrent < 1 {
+		add("BROKER_LOGANALYTICS_MAX_CONCURRENT", "use at least 1 (Log Analytics runs 5 queries per user at once)", "BROKER_LOGANALYTICS_MAX_CONCURRENT %d is too small", c.LogAnalyticsMaxConcurrent)
+	}
+	if c.LogAnalyticsMaxQueued < 0 {
+		add("BROKER_LOGANALYTICS_MAX_QUEUED", "use 0 (no queue) or more (default 200)", "BROKER_LOGANALYTICS_MAX_QUEUED %d is negative", c.LogAnalyticsMaxQueued)
+	}
+	if c.LogAnalyticsMaxWait <= 0 {
+		add("BROKER_LOGANALYTICS_MAX_WAIT", "", "BROKER_LOGANALYTICS_MAX_WAIT %s must be positive, such as 3m", c.LogAnalyticsMaxWait)
+	}
 	if c.ShutdownTimeout <= 0 {
 		add("BROKER_SHUTDOWN_TIMEOUT", "", "BROKER_SHUTDOWN_TIMEOUT %s must be positive, such as 15s", c.ShutdownTimeout)
 	}
@@ -647,6 +698,9 @@ func (c Config) AzureCloud() (azure.Cloud, error) {
 	}
 	if c.LogAnalyticsEndpoint != "" {
 		cloud.LogAnalytics.Endpoint = strings.TrimSuffix(c.LogAnalyticsEndpoint, "/")
+	}
+	if c.IngestionEndpoint != "" {
+		cloud.LogsIngestion.Endpoint = strings.TrimSuffix(c.IngestionEndpoint, "/")
 	}
 	return cloud, nil
 }

@@ -302,7 +302,7 @@ func TestRegisterFlagsOfGroups(t *testing.T) {
 	c.RegisterFlags(fs, LogSettings, UpstreamSettings)
 	var got []string
 	fs.VisitAll(func(f *flag.Flag) { got = append(got, f.Name) })
-	if diff := cmp.Diff([]string{"log-format", "log-level", "loganalytics-endpoint"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"ingestion-endpoint", "log-format", "log-level", "loganalytics-endpoint"}, got); diff != "" {
 		t.Errorf("RegisterFlags(Log, Upstream) registered (-want +got):\n%s", diff)
 	}
 }

@@ -36,6 +36,7 @@ var DemoResources = []struct {
 	{"https://api.loganalytics.io", "Log Analytics API", []string{"Data.Read"}, nil},
 	{"https://api.applicationinsights.io", "Application Insights API", []string{"Data.Read"}, nil},
 	{"https://management.azure.com", "Azure Resource Manager", nil, []string{"https://management.core.windows.net"}},
+	{"https://monitor.azure.com", "Azure Monitor (Logs Ingestion)", nil, nil},
 	{"https://vault.azure.net", "Azure Key Vault", nil, nil},
 	{"https://storage.azure.com", "Azure Storage", nil, nil},
 	{"https://graph.microsoft.com", "Microsoft Graph", nil, nil},

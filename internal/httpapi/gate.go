@@ -166,3 +166,10 @@ func (t ProxyTokens) Bearer(ctx context.Context, route, scope string) (string, e
 func (t ProxyTokens) Invalidate(_, scope, token string) bool {
 	return t.s.opts.Cache.Invalidate(t.s.opts.Identities[0].Key(scope), token)
 }
+
+// Identity names the identity whose tokens the proxy's routes carry (the
+// default one), for the proxy's per-identity query queue; it implements
+// proxy.IdentityNamer.
+func (t ProxyTokens) Identity(context.Context, string) string {
+	return t.s.opts.Identities[0].Name
+}

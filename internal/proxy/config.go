@@ -22,15 +22,21 @@ type routeEntry struct {
 	Name     yaml.Node `yaml:"name"`
 	Upstream yaml.Node `yaml:"upstream"`
 	Scope    yaml.Node `yaml:"scope"`
+	Kind     yaml.Node `yaml:"kind"`
 }
 
 // LoadRoutes reads custom routes from the YAML file at path, a top-level
-// "routes" list of name, upstream and scope:
+// "routes" list of name, upstream, scope and, for a Logs Ingestion endpoint,
+// kind: ingestion:
 //
 //	routes:
 //	  - name: kusto
 //	    upstream: https://help.kusto.windows.net
 //	    scope: https://help.kusto.windows.net/.default
+//	  - name: ingestion-eu
+//	    upstream: https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com
+//	    scope: https://monitor.azure.com/.default
+//	    kind: ingestion
 //
 // Unknown keys, missing or bad values, duplicate names and a file
 // without routes are errors; every problem is reported at once, each as
@@ -119,6 +125,11 @@ func parseRoutes(path string, data []byte) ([]Route, error) {
 		} else {
 			r.Scope = sc
 		}
+		if k, ok := scalar(&e.Kind); !ok || k != "" && k != KindIngestion {
+			fail(at(&e.Kind), "%s: kind must be %q (a Logs Ingestion endpoint) or left out", label, KindIngestion)
+		} else {
+			r.Kind = k
+		}
 		routes = append(routes, r)
 	}
 	if len(errs) > 0 {
@@ -143,7 +154,7 @@ func scalar(n *yaml.Node) (string, bool) {
 // routeWords describe the decoder's findings in the routes file's terms.
 var routeWords = yamlfile.Words{
 	Unknown: func(key, _ string) string {
-		return "unknown key " + strconv.Quote(key) + " (known keys: routes; name, upstream, scope)"
+		return "unknown key " + strconv.Quote(key) + " (known keys: routes; name, upstream, scope, kind)"
 	},
 	Types: strings.NewReplacer("proxy.routesFile", "the routes file", "proxy.routeEntry", "a route"),
 }

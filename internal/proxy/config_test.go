@@ -20,6 +20,7 @@ func TestLoadRoutes(t *testing.T) {
 	want := []Route{
 		{Name: "kusto", Upstream: &url.URL{Scheme: "https", Host: "help.kusto.windows.net"}, Scope: "https://help.kusto.windows.net/.default"},
 		{Name: "local-la", Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:8401", Path: "/base/"}, Scope: "https://api.loganalytics.io/.default"},
+		{Name: "ingestion-eu", Upstream: &url.URL{Scheme: "https", Host: "my-dce-abcd.westeurope-1.ingest.monitor.azure.com"}, Scope: "https://monitor.azure.com/.default", Kind: KindIngestion},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("LoadRoutes(valid.yaml) (-want +got):\n%s", diff)
@@ -36,8 +37,8 @@ func TestLoadRoutesErrors(t *testing.T) {
 		file string
 		want string
 	}{
-		{"unknown-key.yaml", `load routes: testdata/routes/unknown-key.yaml:5: unknown key "colour" (known keys: routes; name, upstream, scope)`},
-		{"unknown-top-key.yaml", `load routes: testdata/routes/unknown-top-key.yaml:1: unknown key "route" (known keys: routes; name, upstream, scope)`},
+		{"unknown-key.yaml", `load routes: testdata/routes/unknown-key.yaml:5: unknown key "colour" (known keys: routes; name, upstream, scope, kind)`},
+		{"unknown-top-key.yaml", `load routes: testdata/routes/unknown-top-key.yaml:1: unknown key "route" (known keys: routes; name, upstream, scope, kind)`},
 		{"bad-name.yaml", `load routes: testdata/routes/bad-name.yaml:2: route 1: name may hold only lower-case letters, digits and "-"`},
 		{"missing-name.yaml", `load routes: testdata/routes/missing-name.yaml:2: route 1: name is required`},
 		{"http-upstream.yaml", `load routes: testdata/routes/http-upstream.yaml:3: route "kusto": upstream must use https (http is allowed only for a loopback host)`},
@@ -45,6 +46,7 @@ func TestLoadRoutesErrors(t *testing.T) {
 		{"upstream-query.yaml", `load routes: testdata/routes/upstream-query.yaml:3: route "kusto": upstream must not hold a query or fragment`},
 		{"upstream-userinfo.yaml", `load routes: testdata/routes/upstream-userinfo.yaml:3: route "kusto": upstream must not hold user info`},
 		{"bad-scope.yaml", `load routes: testdata/routes/bad-scope.yaml:4: route "kusto": scope must be "<resource>/.default", e.g. https://api.loganalytics.io/.default`},
+		{"bad-kind.yaml", `load routes: testdata/routes/bad-kind.yaml:5: route "kusto": kind must be "ingestion" (a Logs Ingestion endpoint) or left out`},
 		{"list-value.yaml", `load routes: testdata/routes/list-value.yaml:3: route "kusto": upstream must be a string`},
 		{"duplicate.yaml", `load routes: testdata/routes/duplicate.yaml:5: route "kusto": name is already used on line 2`},
 		{"empty.yaml", `load routes: testdata/routes/empty.yaml: no routes defined`},

@@ -16,4 +16,16 @@
 // and cookie headers stripped from upstream answers) and against slow or
 // large bodies (see body.go: a cap, a read timeout without progress, and a
 // process-wide budget of buffered bytes).
+//
+// The loganalytics route keeps Log Analytics' per-user query limits itself
+// (see queue.go): at most a few queries per identity upstream, the rest in a
+// bounded FIFO queue, so that a burst waits instead of coming back as 429s.
+//
+// A route of Kind ingestion serves the Logs Ingestion API (see ingest.go and
+// split.go): an upload of any size is read record by record and sent in calls
+// under the service's 1 MB limit, with retries, and the answer names the
+// records that were not accepted. It lives here rather than in a package of
+// its own because it is one more way a token leaves through a proxy route:
+// it shares the route table, the Tokens gate, the browser defences, the body
+// budget and read deadline, and the answers of every other route.
 package proxy

@@ -61,5 +61,6 @@ func ExampleLoadRoutes() {
 	// Output:
 	// kusto https://help.kusto.windows.net https://help.kusto.windows.net/.default
 	// local-la http://127.0.0.1:8401/base/ https://api.loganalytics.io/.default
-	// load routes: testdata/routes/unknown-key.yaml:5: unknown key "colour" (known keys: routes; name, upstream, scope)
+	// ingestion-eu https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com https://monitor.azure.com/.default
+	// load routes: testdata/routes/unknown-key.yaml:5: unknown key "colour" (known keys: routes; name, upstream, scope, kind)
 }

@@ -220,6 +220,9 @@ func metricValue(t *testing.T, p *testProxy, name string, labels ...string) floa
 			if h := m.GetHistogram(); h != nil {
 				return float64(h.GetSampleCount())
 			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
 			return m.GetCounter().GetValue()
 		}
 	}

@@ -86,6 +86,14 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for request durations; nil means time.Now.
 	Now func() time.Time
+	// QueryQueue configures the per-identity query queue of the
+	// loganalytics route; the zero value means Log Analytics' own limits.
+	QueryQueue QueueOptions
+	// Ingestion configures the Logs Ingestion routes.
+	Ingestion IngestionOptions
+	// Clock times the query queue's waits and pauses and the ingestion
+	// retries; nil means the wall clock.
+	Clock Clock
 }
 
 // route is a Route prepared for serving.
@@ -96,6 +104,10 @@ type route struct {
 	m                 *routeMetrics
 	auth              atomic.Pointer[authHeader]
 	hint401           string
+	// queues is the per-identity query queue; nil for a route without one.
+	queues *queues
+	// ingest is set on a Logs Ingestion route.
+	ingest bool
 }
 
 // authHeader caches the Authorization value for the last token seen.
@@ -143,6 +155,9 @@ type handler struct {
 	log                            *zap.Logger
 	now                            func() time.Time
 	rp                             *httputil.ReverseProxy
+	clock                          Clock
+	// ing is the Logs Ingestion uploader, shared by the ingestion routes.
+	ing *ingester
 }
 
 // New returns the proxy handler. It serves request paths
@@ -198,6 +213,14 @@ func New(opts Options) (http.Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	h.clock = opts.Clock
+	if h.clock == nil {
+		h.clock = realClock{}
+	}
+	qc, err := newQueueCollectors(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	names := make([]string, 0, len(opts.Routes))
 	for _, r := range opts.Routes {
 		if err := validateRoute(r); err != nil {
@@ -218,6 +241,10 @@ func New(opts Options) (http.Handler, error) {
 				": check that this scope is the API's audience and that the app registration has the API's permission.",
 		}
 		rt.Upstream = &u
+		if r.Name == RouteLogAnalytics && opts.QueryQueue.MaxConcurrent >= 0 {
+			rt.queues = newQueues(opts.QueryQueue, h.clock, r.Name, qc.forRoute(r.Name))
+		}
+		rt.ingest = r.Kind == KindIngestion
 		h.routes[r.Name] = rt
 		names = append(names, r.Name)
 	}
@@ -233,6 +260,9 @@ func New(opts Options) (http.Handler, error) {
 	transport := opts.Transport
 	if transport == nil {
 		transport = newTransport()
+	}
+	if h.ing, err = newIngester(h, opts.Ingestion, transport, opts.Registerer); err != nil {
+		return nil, err
 	}
 	errLog, err := zap.NewStdLogAt(log, zapcore.WarnLevel)
 	if err != nil {
@@ -274,6 +304,13 @@ type reqState struct {
 	// timeout, by whichever goroutine read it.
 	bodyTimeout atomic.Bool
 	code        int // status answered, for the metrics
+	// queue is the identity's query queue the request took a turn of, or
+	// nil; release gives the turn back, and requeued is set when an
+	// upstream 429 sent the request through the queue again. All three
+	// are used on the handler's goroutine only.
+	queue    *queue
+	release  func()
+	requeued bool
 }
 
 // Value returns the state itself for stateKey, else the parent's value.
@@ -325,6 +362,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.m.duration.Observe(h.now().Sub(start).Seconds())
 		return
 	}
+	if rt.ingest && isUpload(r.Method, path) {
+		h.ing.serve(w, r, rt, path, raw, start)
+		return
+	}
 	if r.ContentLength > h.maxBody {
 		h.answer(w, r, rt.m, start, h.tooLarge)
 		return
@@ -338,6 +379,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		h.answer(w, r, rt.m, start, e)
 		return
+	}
+	if rt.queues != nil {
+		q := rt.queues.of(h.identity(r.Context(), rt.Name))
+		release, err := q.acquire(r.Context())
+		if err != nil {
+			var qe *httperr.Error
+			if errors.As(err, &qe) {
+				h.answer(w, r, rt.m, start, qe)
+				return
+			}
+			// The caller hung up while waiting; nobody reads an answer.
+			rt.m.count(499)
+			rt.m.duration.Observe(h.now().Sub(start).Seconds())
+			return
+		}
+		st.queue, st.release = q, release
+		// st.release may change: a query sent again after an upstream 429
+		// takes a new turn (retryTransport).
+		defer func() { st.release() }()
 	}
 	tok, err := h.tokens.Bearer(r.Context(), rt.Name, rt.Scope)
 	if err == nil && tok == "" {
@@ -361,6 +421,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	delete(hdr, "X-Content-Type-Options")
 	delete(hdr, "Cross-Origin-Resource-Policy")
 	h.rp.ServeHTTP(w, out)
+}
+
+// identity names the identity whose token route's requests carry, for the
+// query queue: "" when Tokens does not say (one identity).
+func (h *handler) identity(ctx context.Context, route string) string {
+	if n, ok := h.tokens.(IdentityNamer); ok {
+		return n.Identity(ctx, route)
+	}
+	return ""
 }
 
 // splitRoute splits an escaped request path into the route name and the rest
@@ -431,8 +500,19 @@ func (h *handler) modifyResponse(res *http.Response) error {
 		res.Header.Set(HintHeader, hint)
 		h.log.Warn("upstream refused the token", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode),
 			zap.Bool("retried", st.retried), zap.Bool("refresh_refused", st.rationed))
+	case http.StatusTooManyRequests:
+		if st.queue != nil {
+			st.queue.pause(parseRetryAfter(res.Header.Get("Retry-After"), h.clock.Now()))
+		}
+	case http.StatusNotFound:
+		if st.route.ingest {
+			res.Header.Set(HintHeader, hintIngestionNotFound)
+		}
 	case http.StatusForbidden:
-		if insufficientAccess(res) {
+		if st.route.ingest {
+			res.Header.Set(HintHeader, hintIngestionForbidden)
+			h.log.Warn("ingestion refused: role assignment missing or not yet propagated", zap.String("route", st.route.Name))
+		} else if insufficientAccess(res) {
 			res.Header.Set(HintHeader, hintInsufficientAccess)
 			h.log.Warn("upstream denied access: role assignment missing or not yet propagated", zap.String("route", st.route.Name), zap.Int("status", res.StatusCode))
 		}
@@ -500,6 +580,9 @@ func (h *handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		e = h.tooLarge
 	case errors.As(err, &tf):
 		e = h.tokenError(rt, tf.err)
+	case errors.As(err, &e):
+		// The query queue's own refusal, met when a query waited again
+		// after an upstream 429.
 	case errors.Is(err, context.Canceled) && st.Context.Err() != nil:
 		// The caller went away; nobody reads this answer.
 		st.code = 499

@@ -21,13 +21,24 @@ type Route struct {
 	// Scope is the Entra ID scope whose token is sent upstream, e.g.
 	// "https://api.loganalytics.io/.default".
 	Scope string
+	// Kind is "" for a plain proxied API, or KindIngestion for a Logs
+	// Ingestion endpoint (a DCE or a DCR's own endpoint), whose uploads the
+	// proxy splits into calls under the service's 1 MB limit.
+	Kind string
 }
+
+// KindIngestion is the Route.Kind of a Logs Ingestion endpoint.
+const KindIngestion = "ingestion"
 
 // Built-in route names.
 const (
 	RouteLogAnalytics = "loganalytics"
 	RouteAppInsights  = "appinsights"
 	RouteARM          = "arm"
+	// RouteIngestion is the Logs Ingestion API, served when an endpoint is
+	// configured (BROKER_INGESTION_ENDPOINT): a data collection endpoint or
+	// a DCR's own logs-ingestion endpoint.
+	RouteIngestion = "ingestion"
 )
 
 // Routes returns the proxy's routes: the built-in ones with cloud's
@@ -53,8 +64,24 @@ func Routes(cloud azure.Cloud, custom []Route) []Route {
 		}
 		out = append(out, r)
 	}
+	// Logs Ingestion has no endpoint of its own (each data collection
+	// endpoint is the user's): the route exists when one is configured.
+	if cloud.LogsIngestion.Endpoint != "" {
+		r := Route{Name: RouteIngestion, Scope: cloud.LogsIngestion.Scope(), Kind: KindIngestion}
+		if u, err := url.Parse(cloud.LogsIngestion.Endpoint); err == nil {
+			r.Upstream = u
+		}
+		builtin = append(builtin, struct {
+			name string
+			s    azure.Service
+		}{RouteIngestion, cloud.LogsIngestion})
+		out = append(out, r)
+	}
 	for _, c := range custom {
 		if i := slices.IndexFunc(out[:len(builtin)], func(r Route) bool { return r.Name == c.Name }); i >= 0 {
+			if out[i].Kind != "" && c.Kind == "" {
+				c.Kind = out[i].Kind // a re-pointed ingestion route stays one
+			}
 			out[i] = c
 			continue
 		}
@@ -136,6 +163,9 @@ func validateRoute(r Route) error {
 	}
 	if err := validUpstream(r.Upstream); err != nil {
 		return err
+	}
+	if r.Kind != "" && r.Kind != KindIngestion {
+		return errors.New(`kind must be empty or "ingestion"`)
 	}
 	return validScope(r.Scope)
 }

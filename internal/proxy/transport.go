@@ -59,6 +59,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if res.Request == nil {
 		res.Request = req // the response handler finds the request's state there
 	}
+	if res.StatusCode == http.StatusTooManyRequests {
+		if res, err = t.requeue(req, res); err != nil {
+			return nil, err
+		}
+	}
 	if res.StatusCode != http.StatusUnauthorized {
 		return res, nil
 	}
@@ -89,6 +94,44 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt.m.retries.Inc()
 	retry := req.Clone(req.Context())
 	retry.Header["Authorization"] = []string{"Bearer " + tok}
+	retry.Body = st.newBody()
+	res, err = t.base.RoundTrip(retry)
+	if err == nil && res.Request == nil {
+		res.Request = retry
+	}
+	return res, err
+}
+
+// requeue answers an upstream 429 to a queued route's replayable request
+// with a Retry-After: it pauses the identity's queue for that long, gives
+// back the request's turn, waits for a new one and sends the request once
+// more, so that the caller sees the answer instead of the 429. A request
+// that may not be sent again, was already, or whose wait would be longer
+// than the queue's maximum gets the 429 (and the pause, from the response
+// handler).
+func (t *retryTransport) requeue(req *http.Request, res *http.Response) (*http.Response, error) {
+	st := stateOf(req.Context())
+	if st == nil || st.queue == nil || !st.replayable || st.requeued {
+		return res, nil
+	}
+	q := st.queue
+	d := parseRetryAfter(res.Header.Get("Retry-After"), q.qs.clock.Now())
+	if d <= 0 || d > q.qs.opts.MaxWait {
+		return res, nil
+	}
+	discard(res)
+	q.pause(d)
+	st.requeued = true
+	st.release()
+	st.release = func() {}
+	release, err := q.acquire(req.Context())
+	if err != nil {
+		return nil, err
+	}
+	st.release = release
+	t.log.Info("upstream answered 429; the query waited out its Retry-After in the queue and is sent again",
+		zap.String("route", st.route.Name), zap.Duration("retry_after", d))
+	retry := req.Clone(req.Context())
 	retry.Body = st.newBody()
 	res, err = t.base.RoundTrip(retry)
 	if err == nil && res.Request == nil {

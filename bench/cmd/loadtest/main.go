@@ -8,6 +8,7 @@
 //	loadtest expiry  -broker bin/broker   5 minutes of /token load across 2-minute token refreshes
 //	loadtest faults  -broker bin/broker   /token load through a scripted Entra outage
 //	loadtest fleet   -broker bin/broker   20 brokers sharing one Redis beside 20 alone: Entra requests per scope
+//	loadtest ingest  -broker bin/broker   Logs Ingestion throughput through the broker vs direct
 //
 // The subcommands upstream, constant and goproxy are the baseline servers
 // that compare starts as separate processes (so that their CPU time and
@@ -47,7 +48,7 @@ func main() {
 // failed; main exits 3 for it, so scripts can tell it from a broken run.
 var errMissed = errors.New("one or more targets missed")
 
-const usage = `usage: loadtest compare|expiry|faults|fleet [flags]   (loadtest <command> -h for flags)
+const usage = `usage: loadtest compare|expiry|faults|fleet|ingest [flags]   (loadtest <command> -h for flags)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runFaults(ctx, args, stdout, stderr)
 	case "fleet":
 		return runFleet(ctx, args, stdout, stderr)
+	case "ingest":
+		return runIngest(ctx, args, stdout, stderr)
 	case "upstream":
 		return serveUpstream(ctx, args, stdout)
 	case "constant":

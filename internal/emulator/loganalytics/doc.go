@@ -5,7 +5,10 @@
 // check is delegated to a Verifier; the audience is checked here), per-workspace
 // role assignments with an optional propagation delay, a small deterministic
 // KQL evaluator over canned tables, Prefer handling (wait, include-statistics,
-// include-render), gzip, fault injection and request counters.
+// include-render), gzip, fault injection and request counters. It keeps the
+// service's per-user query limits (5 running, a queue of 200, 200 queries per
+// 30 s; see Limits), and custom tables (…_CL) take rows from the Logs
+// Ingestion emulator (AppendRows).
 //
 // It exists for `broker demo`, `broker emulator` and tests; the Entra part of
 // the emulator mounts a *Service and supplies the Verifier. Every method of a

@@ -121,7 +121,7 @@ func (s *Service) serveWorkspace(x *exchange, m match) {
 		return
 	}
 	if m.kind == routeMetadata {
-		s.writeJSON(x.w, x.r, http.StatusOK, nil, metadata(ws))
+		s.writeJSON(x.w, x.r, http.StatusOK, nil, s.metadata(ws))
 		return
 	}
 	s.serveQuery(x, ws, p)
@@ -192,6 +192,16 @@ func (s *Service) serveQuery(x *exchange, ws *workspace, p Principal) {
 		x.w.WriteHeader(http.StatusOK)
 		return
 	}
+	done, fl := s.admit(x.r.Context(), x.cid, p)
+	if fl != nil {
+		s.writeFailure(x.w, x.r, fl)
+		return
+	}
+	if done == nil {
+		return // the client went away while queued
+	}
+	defer done()
+	s.hold(x.r.Context())
 	a := s.runQuery(x.cid, ws, q, timespans, parsePrefer(x.r.Header.Values("Prefer")), x.fault, p)
 	s.writeJSON(x.w, x.r, a.status, a.header, a.body)
 }
@@ -284,7 +294,7 @@ func (s *Service) runQuery(cid string, ws *workspace, q queryBody, timespans []s
 	if dur > time.Duration(pref.wait)*time.Second {
 		return failureAnswer(errGatewayTimeout(cid, pref.wait))
 	}
-	res, err := evaluate(*q.Query, ws.tables, s.now())
+	res, err := evaluate(*q.Query, s.catalog(ws), s.now())
 	if err != nil {
 		var qe *queryError
 		if errors.As(err, &qe) {
@@ -343,21 +353,22 @@ func statistics(dur time.Duration, res evalResult) any {
 }
 
 // metadata is a minimal /metadata answer: the workspace and its tables.
-func metadata(ws *workspace) any {
+func (s *Service) metadata(ws *workspace) any {
 	type obj = map[string]any
-	names := make([]string, 0, len(ws.tables))
-	for n := range ws.tables {
+	tables := s.catalog(ws)
+	names := make([]string, 0, len(tables))
+	for n := range tables {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	tables := make([]any, 0, len(names))
+	out := make([]any, 0, len(names))
 	for _, n := range names {
-		tables = append(tables, obj{
-			"id": "t/" + n, "name": n, "timespanColumn": "TimeGenerated", "columns": ws.tables[n].Columns,
+		out = append(out, obj{
+			"id": "t/" + n, "name": n, "timespanColumn": "TimeGenerated", "columns": tables[n].Columns,
 		})
 	}
 	return obj{
-		"tables":     tables,
+		"tables":     out,
 		"workspaces": []any{obj{"id": ws.id, "name": ws.id, "region": "westeurope"}},
 	}
 }

@@ -104,6 +104,9 @@ type Options struct {
 	// NewCorrelationID makes the correlationId of error bodies; nil means a
 	// random UUID. Tests set it to get stable bodies.
 	NewCorrelationID func() string
+	// Limits are the per-principal query limits; the zero value means the
+	// service's own (5 running, 200 queued, 200 per 30 s).
+	Limits Limits
 }
 
 // Service is the Log Analytics Query API emulator. Create it with New and
@@ -125,6 +128,11 @@ type Service struct {
 	perWS      map[string]int // lower-case workspace ID →
 	perPrin    map[string]int // lower-case app or object ID →
 	records    []Record
+
+	limits   Limits
+	limMu    sync.Mutex
+	limiters map[string]*limiter // principal key →
+	gate     queryGate
 }
 
 type workspace struct {
@@ -172,6 +180,20 @@ func New(opts Options) *Service {
 	if s.newID == nil {
 		s.newID = randomUUID
 	}
+	s.limits = opts.Limits
+	if s.limits.MaxConcurrent == 0 {
+		s.limits.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if s.limits.MaxQueued <= 0 {
+		s.limits.MaxQueued = DefaultMaxQueued
+	}
+	if s.limits.MaxQueueWait <= 0 {
+		s.limits.MaxQueueWait = DefaultMaxQueueWait
+	}
+	if s.limits.RateLimit == 0 {
+		s.limits.RateLimit = DefaultRateLimit
+	}
+	s.limiters = map[string]*limiter{}
 	return s
 }
 
