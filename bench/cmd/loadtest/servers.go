@@ -66,20 +66,34 @@ func serveUpstream(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // serveConstant is the floor for /token: it answers every request with the
-// bytes of -body, a token answer the broker gave, with the broker's headers.
+// bytes of -body, a token answer the broker gave, with the broker's headers
+// (-header, as the broker sent them; an X-Request-Id is sent as it came).
 func serveConstant(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("loadtest constant", flag.ContinueOnError)
 	bodyFile := fs.String("body", "", "file holding the JSON answer")
+	var headers paths
+	fs.Var(&headers, "header", "a header of the answer, `Key: value` (may be repeated)")
 	return serveBaseline(ctx, "constant", fs, args, stdout, func() (http.Handler, error) {
 		body, err := os.ReadFile(*bodyFile)
 		if err != nil {
 			return nil, fmt.Errorf("constant: %w", err)
 		}
+		answer := http.Header{}
+		for _, h := range headers {
+			k, v, ok := strings.Cut(h, ": ")
+			if !ok {
+				return nil, fmt.Errorf("constant: header %q is not Key: value", h)
+			}
+			answer.Add(k, v)
+		}
+		if len(answer) == 0 {
+			answer.Set("Content-Type", "application/json; charset=utf-8")
+		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h := w.Header()
-			h["Content-Type"] = []string{"application/json; charset=utf-8"}
-			h["Cache-Control"] = []string{"no-store"}
-			h["Pragma"] = []string{"no-cache"}
+			for k, vs := range answer {
+				h[k] = vs
+			}
 			_, _ = w.Write(body)
 		}), nil
 	})
