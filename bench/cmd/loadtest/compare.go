@@ -361,12 +361,15 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ratio := func(a, b server, c int) float64 { return med[a.name][c].rps / med[b.name][c].rps }
 	perRound := func(a, b server, c int) string {
 		ra, rb := results[a.name][c], results[b.name][c]
-		rs := make([]float64, len(ra))
+		rs, cs := make([]float64, len(ra)), make([]float64, len(ra))
 		for i := range ra {
 			rs[i] = ra[i].rps / rb[i].rps
+			cs[i] = float64(rb[i].cpuPerReq) / float64(ra[i].cpuPerReq)
 		}
 		slices.Sort(rs)
-		return fmt.Sprintf("%.3f  (rounds %.3f–%.3f)", rs[len(rs)/2], rs[0], rs[len(rs)-1])
+		slices.Sort(cs)
+		return fmt.Sprintf("req/s %.3f (rounds %.3f–%.3f)   CPU/req %.3f (%.3f–%.3f)",
+			rs[len(rs)/2], rs[0], rs[len(rs)-1], cs[len(cs)/2], cs[0], cs[len(cs)-1])
 	}
 	hi := conns[0]
 	fmt.Fprintln(stdout)
@@ -389,7 +392,8 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	if len(brokers) > 1 {
-		fmt.Fprintf(stdout, "\nbroker ÷ each baseline, median of the rounds' ratios (and their spread), at %d connections:\n", hi)
+		fmt.Fprintf(stdout, "\nbroker ÷ each baseline at %d connections: the median of the rounds' ratios and their spread, of req/s\n"+
+			"and of CPU per request (baseline's ÷ broker's, so that above 1 means the broker is faster either way):\n", hi)
 		for _, b := range brokers[1:] {
 			fmt.Fprintf(stdout, "  /token  broker ÷ %-28s %s\n", b.label, perRound(broker.token, b.token, hi))
 			fmt.Fprintf(stdout, "  proxy   broker ÷ %-28s %s\n", b.label, perRound(broker.proxy, b.proxy, hi))
