@@ -50,9 +50,12 @@ check: ## gofmt, go vet, golangci-lint and a go mod tidy diff.
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
+# LOADTEST_FLAGS are added to `loadtest compare`, e.g. LOADTEST_FLAGS='-baseline /tmp/old-broker -rounds 5'.
+LOADTEST_FLAGS ?=
+
 loadtest: build ## Broker vs a constant handler, a minimal Go proxy and nginx under wrk (≤ 10 min; needs wrk, nginx).
 	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
-	./bin/loadtest compare -broker bin/broker
+	./bin/loadtest compare -broker bin/broker $(LOADTEST_FLAGS)
 
 loadtest-expiry: build ## 5 minutes of /token load across 2-minute token refreshes (about 6 min).
 	$(GO) build -o bin/loadtest ./bench/cmd/loadtest
