@@ -109,6 +109,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	conns := connList{64, 1}
 	fs.Var(&conns, "conns", "connection counts measured in each round, the first one the targets' (comma-separated)")
 	withNginx := fs.Bool("nginx", true, "measure nginx too")
+	endpoints := fs.String("endpoints", "both", "what to measure: token, proxy or both")
 	pin := fs.Bool("pin", runtime.NumCPU() >= 2, "pin the servers to CPU 0, wrk and the upstream to CPU 1 (taskset)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,6 +117,11 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *duration < time.Second || *rounds < 1 {
 		return errors.New("-duration must be at least 1s and -rounds at least 1")
 	}
+	measureToken, measureProxy := *endpoints != "proxy", *endpoints != "token"
+	if !measureToken && !measureProxy || *endpoints != "both" && *endpoints != "token" && *endpoints != "proxy" {
+		return fmt.Errorf("-endpoints %q: want token, proxy or both", *endpoints)
+	}
+	*withNginx = *withNginx && measureProxy
 	tools := []string{"wrk", "taskset"}
 	if *withNginx {
 		tools = append(tools, "nginx")
@@ -244,11 +250,16 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	constServer := server{name: "/token  constant handler", proc: constant, url: "http://" + constAddr + tokenQuery, headers: []string{metadataHeader}}
 	goServer := server{name: "proxy   minimal Go ReverseProxy", proc: goproxy, url: "http://" + goproxyAddr + laQuery}
 	var nginxServer server
-	servers := []server{constServer}
-	for _, b := range brokers {
-		servers = append(servers, b.token)
+	var servers []server
+	if measureToken {
+		servers = append(servers, constServer)
+		for _, b := range brokers {
+			servers = append(servers, b.token)
+		}
 	}
-	servers = append(servers, goServer)
+	if measureProxy {
+		servers = append(servers, goServer)
+	}
 	if *withNginx {
 		nginxAddr, err := freePort()
 		if err != nil {
@@ -268,8 +279,10 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		nginxServer = server{name: "proxy   nginx", proc: nginx, url: "http://" + nginxAddr + laQuery}
 		servers = append(servers, nginxServer)
 	}
-	for _, b := range brokers {
-		servers = append(servers, b.proxy)
+	if measureProxy {
+		for _, b := range brokers {
+			servers = append(servers, b.proxy)
+		}
 	}
 	for _, s := range servers {
 		if err := checkAnswer(s); err != nil {
@@ -385,8 +398,12 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Sprintf("  (%.2f)", ratio(a, b, conns[1]))
 	}
 	for _, b := range brokers {
-		fmt.Fprintf(stdout, "  %-44s %.2f%s\n", b.label+" /token ÷ constant handler", ratio(b.token, constServer, hi), other(b.token, constServer))
-		fmt.Fprintf(stdout, "  %-44s %.2f%s\n", b.label+" proxy ÷ minimal Go proxy", ratio(b.proxy, goServer, hi), other(b.proxy, goServer))
+		if measureToken {
+			fmt.Fprintf(stdout, "  %-44s %.2f%s\n", b.label+" /token ÷ constant handler", ratio(b.token, constServer, hi), other(b.token, constServer))
+		}
+		if measureProxy {
+			fmt.Fprintf(stdout, "  %-44s %.2f%s\n", b.label+" proxy ÷ minimal Go proxy", ratio(b.proxy, goServer, hi), other(b.proxy, goServer))
+		}
 		if *withNginx {
 			fmt.Fprintf(stdout, "  %-44s %.2f%s\n", b.label+" proxy ÷ nginx", ratio(b.proxy, nginxServer, hi), other(b.proxy, nginxServer))
 		}
@@ -395,20 +412,27 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "\nbroker ÷ each baseline at %d connections: the median of the rounds' ratios and their spread, of req/s\n"+
 			"and of CPU per request (baseline's ÷ broker's, so that above 1 means the broker is faster either way):\n", hi)
 		for _, b := range brokers[1:] {
-			fmt.Fprintf(stdout, "  /token  broker ÷ %-28s %s\n", b.label, perRound(broker.token, b.token, hi))
-			fmt.Fprintf(stdout, "  proxy   broker ÷ %-28s %s\n", b.label, perRound(broker.proxy, b.proxy, hi))
+			if measureToken {
+				fmt.Fprintf(stdout, "  /token  broker ÷ %-28s %s\n", b.label, perRound(broker.token, b.token, hi))
+			}
+			if measureProxy {
+				fmt.Fprintf(stdout, "  proxy   broker ÷ %-28s %s\n", b.label, perRound(broker.proxy, b.proxy, hi))
+			}
 		}
 	}
 	fmt.Fprintf(stdout, "\nEntra token requests during the warm run: %d (emulator), %.0f (broker_token_fetches_total delta)\n",
 		entraWarm, fetchesWarm)
 	fmt.Fprintf(stdout, "broker RSS after load: %.1f MiB (highest after a run: %.1f MiB)\n", float64(rssAfter)/(1<<20), float64(brokerRSS[broker.proc])/(1<<20))
 
-	tokenRatio := ratio(broker.token, constServer, hi)
-	goRatio := ratio(broker.proxy, goServer, hi)
 	fmt.Fprintln(stdout)
-	checks := []check{
-		{fmt.Sprintf("/token ≥ %.2f× constant handler", targetTokenRatio), tokenRatio >= targetTokenRatio, fmt.Sprintf("%.2f×", tokenRatio)},
-		{fmt.Sprintf("proxy ≥ %.1f× minimal Go proxy", targetProxyGoRatio), goRatio >= targetProxyGoRatio, fmt.Sprintf("%.2f×", goRatio)},
+	var checks []check
+	if measureToken {
+		tokenRatio := ratio(broker.token, constServer, hi)
+		checks = append(checks, check{fmt.Sprintf("/token ≥ %.2f× constant handler", targetTokenRatio), tokenRatio >= targetTokenRatio, fmt.Sprintf("%.2f×", tokenRatio)})
+	}
+	if measureProxy {
+		goRatio := ratio(broker.proxy, goServer, hi)
+		checks = append(checks, check{fmt.Sprintf("proxy ≥ %.1f× minimal Go proxy", targetProxyGoRatio), goRatio >= targetProxyGoRatio, fmt.Sprintf("%.2f×", goRatio)})
 	}
 	if *withNginx {
 		nginxRatio := ratio(broker.proxy, nginxServer, hi)
