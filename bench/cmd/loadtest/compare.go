@@ -382,7 +382,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		slices.Sort(rs)
 		slices.Sort(cs)
 		return fmt.Sprintf("req/s %.3f (rounds %.3f–%.3f)   CPU/req %.3f (%.3f–%.3f)",
-			rs[len(rs)/2], rs[0], rs[len(rs)-1], cs[len(cs)/2], cs[0], cs[len(cs)-1])
+			mid(rs), rs[0], rs[len(rs)-1], mid(cs), cs[0], cs[len(cs)-1])
 	}
 	hi := conns[0]
 	fmt.Fprintln(stdout)
@@ -474,15 +474,12 @@ func median(ms []measurement) measurement {
 	if len(ms) == 0 {
 		return measurement{}
 	}
-	mid := func(vs []float64) float64 {
-		slices.Sort(vs)
-		return vs[len(vs)/2]
-	}
 	col := func(f func(measurement) float64) float64 {
 		vs := make([]float64, len(ms))
 		for i, m := range ms {
 			vs[i] = f(m)
 		}
+		slices.Sort(vs)
 		return mid(vs)
 	}
 	var out measurement
@@ -492,6 +489,16 @@ func median(ms []measurement) measurement {
 	out.cpuPerReq = time.Duration(col(func(m measurement) float64 { return float64(m.cpuPerReq) }))
 	out.rss = int64(col(func(m measurement) float64 { return float64(m.rss) }))
 	return out
+}
+
+// mid is the median of sorted vs: the mean of the middle two when their
+// number is even.
+func mid(vs []float64) float64 {
+	n := len(vs)
+	if n%2 == 0 {
+		return (vs[n/2-1] + vs[n/2]) / 2
+	}
+	return vs[n/2]
 }
 
 func fmtDur(d time.Duration) string {
