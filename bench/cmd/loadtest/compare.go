@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -310,15 +311,15 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
-	// Each round measures every server once per connection count; the
-	// order rotates from round to round, so that no server always runs
-	// right after the same neighbour.
+	// Each round measures every server once per connection count, in an
+	// order shuffled per round, so that no server always runs at the same
+	// point of a round or right after the same neighbour.
 	results := map[string]map[int][]measurement{}
 	brokerRSS := map[*process]int64{}
 	for round := 1; round <= *rounds; round++ {
 		for _, c := range conns {
-			for i := range servers {
-				s := servers[(i+round-1)%len(servers)]
+			for _, i := range rand.Perm(len(servers)) {
+				s := servers[i]
 				cpu0 := s.proc.cpuTime()
 				r, out, err := runWrk(ctx, loadCPU, c, *duration, s.url, s.headers...)
 				if err != nil {
