@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -111,6 +112,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Var(&conns, "conns", "connection counts measured in each round, the first one the targets' (comma-separated)")
 	withNginx := fs.Bool("nginx", true, "measure nginx too")
 	endpoints := fs.String("endpoints", "both", "what to measure: token, proxy or both")
+	paired := fs.Bool("paired", false, "measure -broker against each other server in back-to-back pairs (order random per pair) and print the pairs' ratios: for ablations, where slow drift of the machine's speed would swamp a few per cent")
 	pin := fs.Bool("pin", runtime.NumCPU() >= 2, "pin the servers to CPU 0, wrk and the upstream to CPU 1 (taskset)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -311,6 +313,28 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
+	if *paired {
+		var groups [][]server
+		if measureToken {
+			g := []server{broker.token, constServer}
+			for _, b := range brokers[1:] {
+				g = append(g, b.token)
+			}
+			groups = append(groups, g)
+		}
+		if measureProxy {
+			g := []server{broker.proxy, goServer}
+			if *withNginx {
+				g = append(g, nginxServer)
+			}
+			for _, b := range brokers[1:] {
+				g = append(g, b.proxy)
+			}
+			groups = append(groups, g)
+		}
+		return runPairs(ctx, stdout, stderr, groups, *rounds, conns[0], *duration, loadCPU)
+	}
+
 	// Each round measures every server once per connection count, in an
 	// order shuffled per round, so that no server always runs at the same
 	// point of a round or right after the same neighbour.
@@ -444,6 +468,106 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		check{"broker RSS after load ≤ 32 MiB", max(rssAfter, brokerRSS[broker.proc]) <= targetRSSBytes, fmt.Sprintf("%.1f MiB", float64(max(rssAfter, brokerRSS[broker.proc]))/(1<<20))},
 	)
 	return report(stdout, checks)
+}
+
+// runPairs measures, in each round, the first server of each group
+// against every other server of its group in back-to-back pairs, the pairs
+// in a shuffled order and each pair's order random, and prints per pair of
+// servers the median, quartiles and mean of the first's req/s ÷ the
+// other's, with twice the standard error of the mean (of the logarithms,
+// so that a ratio and its inverse are treated alike).
+func runPairs(ctx context.Context, stdout, stderr io.Writer, groups [][]server, rounds, conns int, d time.Duration, loadCPU string) error {
+	type pairKey struct{ a, b string }
+	ratios := map[pairKey][]float64{}
+	cpus := map[pairKey][]float64{}
+	var order []pairKey
+	measure := func(s server) (measurement, error) {
+		cpu0 := s.proc.cpuTime()
+		r, out, err := runWrk(ctx, loadCPU, conns, d, s.url, s.headers...)
+		if err != nil {
+			return measurement{}, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if r.errors > 0 {
+			return measurement{}, fmt.Errorf("%s at %d connections: %d errors:\n%s", s.name, conns, r.errors, out)
+		}
+		m := measurement{wrkResult: r}
+		if r.requests > 0 {
+			m.cpuPerReq = (s.proc.cpuTime() - cpu0) / time.Duration(r.requests)
+		}
+		return m, nil
+	}
+	for _, g := range groups {
+		for _, o := range g[1:] {
+			order = append(order, pairKey{g[0].name, o.name})
+		}
+	}
+	fmt.Fprintf(stdout, "loadtest compare -paired: %d rounds of back-to-back pairs × %v per run, wrk -t1 at %d connections\n", rounds, d, conns)
+	for round := 1; round <= rounds; round++ {
+		type pair struct{ a, b server }
+		var pairs []pair
+		for _, g := range groups {
+			for _, o := range g[1:] {
+				pairs = append(pairs, pair{g[0], o})
+			}
+		}
+		rand.Shuffle(len(pairs), func(i, j int) { pairs[i], pairs[j] = pairs[j], pairs[i] })
+		for _, p := range pairs {
+			var ma, mb measurement
+			var err error
+			if rand.IntN(2) == 0 {
+				if ma, err = measure(p.a); err == nil {
+					mb, err = measure(p.b)
+				}
+			} else {
+				if mb, err = measure(p.b); err == nil {
+					ma, err = measure(p.a)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			k := pairKey{p.a.name, p.b.name}
+			ratios[k] = append(ratios[k], ma.rps/mb.rps)
+			cpus[k] = append(cpus[k], float64(mb.cpuPerReq)/float64(ma.cpuPerReq))
+			fmt.Fprintf(stderr, "round %d  %-40s %9.0f req/s  %-40s %9.0f req/s  ratio %.3f\n", round, p.a.name, ma.rps, p.b.name, mb.rps, ma.rps/mb.rps)
+		}
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, "first ÷ second: req/s median [quartiles] mean ± 2 SE; CPU per request (second's ÷ first's) median and mean")
+	for _, k := range order {
+		rs, cs := slices.Clone(ratios[k]), slices.Clone(cpus[k])
+		slices.Sort(rs)
+		slices.Sort(cs)
+		m, se := logMean(rs)
+		cm, _ := logMean(cs)
+		fmt.Fprintf(stdout, "  %-28s ÷ %-36s %.3f [%.3f–%.3f] %.3f ± %.3f   CPU/req %.3f, %.3f\n",
+			strings.TrimSpace(k.a), strings.TrimSpace(k.b), mid(rs), quantile(rs, 0.25), quantile(rs, 0.75), m, 2*se, mid(cs), cm)
+	}
+	return nil
+}
+
+// logMean returns the geometric mean of vs and the standard error of the
+// mean of their logarithms, as a factor above it (e.g. 0.01 for ±1 %).
+func logMean(vs []float64) (mean, se float64) {
+	n := float64(len(vs))
+	var sum, sq float64
+	for _, v := range vs {
+		sum += math.Log(v)
+	}
+	mu := sum / n
+	for _, v := range vs {
+		sq += (math.Log(v) - mu) * (math.Log(v) - mu)
+	}
+	if len(vs) > 1 {
+		se = math.Sqrt(sq/(n-1)) / math.Sqrt(n)
+	}
+	return math.Exp(mu), math.Exp(mu) * se
+}
+
+// quantile returns the q-quantile of sorted vs (nearest rank).
+func quantile(vs []float64, q float64) float64 {
+	i := int(math.Round(q * float64(len(vs)-1)))
+	return vs[i]
 }
 
 // check is one target and whether the run met it.
