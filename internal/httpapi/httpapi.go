@@ -148,8 +148,6 @@ type server struct {
 
 	// scopes memoizes scope normalization for the hot path.
 	scopes scopeMemo
-	// safeTokens spares the hot path re-checking a token for JSON escapes.
-	safeTokens safeTokens
 
 	// idPrefix and idSeq make request IDs (newRequestID).
 	idPrefix string

@@ -6,9 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/entrabroker/broker/internal/azure"
 	"github.com/entrabroker/broker/internal/cache"
@@ -184,7 +182,7 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 	defer putBuffer(bp)
 	b := (*bp)[:0]
 	b = append(b, `{"access_token":`...)
-	b = s.appendToken(b, t.Token.AccessToken)
+	b = appendJSONString(b, t.Token.AccessToken)
 	b = append(b, `,"token_type":"Bearer","expires_in":`...)
 	b = strconv.AppendInt(b, secondsLeft(t.Token.ExpiresOn, now), 10)
 	b = append(b, `,"expires_on":`...)
@@ -289,7 +287,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p query
 	defer putBuffer(bp)
 	b := (*bp)[:0]
 	b = append(b, `{"access_token":`...)
-	b = s.appendToken(b, t.Token.AccessToken)
+	b = appendJSONString(b, t.Token.AccessToken)
 	b = append(b, `,"client_id":`...)
 	b = appendJSONString(b, id.ClientID)
 	if d.dateExpiry {
@@ -414,47 +412,6 @@ var jsonSafe = func() (t [256]bool) {
 	}
 	return t
 }()
-
-// appendToken appends an access token as a JSON string. A token is served
-// many times: once a token has been seen to need no escaping (a JWT never
-// does), its bytes are copied without looking at them again.
-func (s *server) appendToken(b []byte, tok string) []byte {
-	if s.safeTokens.has(tok) {
-		b = append(b, '"')
-		b = append(b, tok...)
-		return append(b, '"')
-	}
-	for i := 0; i < len(tok); i++ {
-		if !jsonSafe[tok[i]] {
-			return appendJSONString(b, tok)
-		}
-	}
-	s.safeTokens.add(tok)
-	b = append(b, '"')
-	b = append(b, tok...)
-	return append(b, '"')
-}
-
-// safeTokens remembers the last few tokens that need no JSON escaping, by
-// the address of their bytes: the cache hands out the same string for every
-// hit, so a pointer comparison recognizes it without reading 1–2 KiB.
-type safeTokens struct {
-	slots [8]atomic.Pointer[string]
-	next  atomic.Uint32
-}
-
-func (t *safeTokens) has(tok string) bool {
-	for i := range t.slots {
-		if p := t.slots[i].Load(); p != nil && len(*p) == len(tok) && unsafe.StringData(*p) == unsafe.StringData(tok) {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *safeTokens) add(tok string) {
-	t.slots[t.next.Add(1)%uint32(len(t.slots))].Store(&tok)
-}
 
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
