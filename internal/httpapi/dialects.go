@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/entrabroker/broker/internal/httperr"
@@ -86,7 +87,7 @@ func (s *server) msiFail(endpoint int) func(result, *httperr.Error) error {
 // dialects, chosen by api-version (2019-08-01 with IDENTITY_ENDPOINT and
 // IDENTITY_HEADER; 2017-09-01 with MSI_ENDPOINT and MSI_SECRET).
 func (s *server) msiToken(w http.ResponseWriter, r *http.Request) error {
-	q := query(r.URL.RawQuery)
+	q := r.URL.Query()
 	v := q.Get("api-version")
 	if v == appService2017APIVersion {
 		return s.msiToken2017(w, r, q)
@@ -139,7 +140,7 @@ func (s *server) msiToken(w http.ResponseWriter, r *http.Request) error {
 // Service dialect of MSI_ENDPOINT and MSI_SECRET: the secret comes in the
 // header secret, the identity in clientid (or client_id), and expires_on is
 // a date.
-func (s *server) msiToken2017(w http.ResponseWriter, r *http.Request, q query) error {
+func (s *server) msiToken2017(w http.ResponseWriter, r *http.Request, q url.Values) error {
 	fail := s.msiFail(endpointMSI2017)
 	if e := s.msiConfigured(); e != nil {
 		return fail(resultUnauthorized, e)
@@ -186,7 +187,7 @@ func (s *server) msiToken2017(w http.ResponseWriter, r *http.Request, q query) e
 // does.
 func (s *server) cloudShellToken(w http.ResponseWriter, r *http.Request) error {
 	fail := s.msiFail(endpointCloudShell)
-	if q := query(r.URL.RawQuery); q.Get("api-version") != "" || r.Header.Get("X-Identity-Header") != "" || r.Header.Get("Secret") != "" {
+	if q := r.URL.Query(); q.Get("api-version") != "" || r.Header.Get("X-Identity-Header") != "" || r.Header.Get("Secret") != "" {
 		return fail(resultBadRequest, s.wrongDialect("App Service (IDENTITY_ENDPOINT or MSI_ENDPOINT with MSI_SECRET)",
 			"The request is a POST, as in the Cloud Shell protocol, but carries an App Service api-version or secret header; App Service token requests are GET requests.",
 			"For App Service send GET "+s.endpointURL("/msi/token")+"?api-version="+appServiceAPIVersion+"&resource=… (IDENTITY_ENDPOINT and IDENTITY_HEADER); for Cloud Shell set MSI_ENDPOINT="+s.endpointURL("/msi/token")+" and no MSI_SECRET."))
@@ -219,7 +220,7 @@ func (s *server) cloudShellToken(w http.ResponseWriter, r *http.Request) error {
 		return fail(resultBadRequest, badRequest("invalid_request", "The form body could not be read.",
 			"Send resource=<resource URI> form-encoded (application/x-www-form-urlencoded)."))
 	}
-	form := query(body)
+	form, _ := url.ParseQuery(string(body))
 	id, err := s.selectIdentity(form)
 	if err != nil {
 		return fail(resultNotFound, httperr.As(err))

@@ -1,49 +1,11 @@
 package httpapi
 
 import (
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/entrabroker/broker/internal/azure"
 )
-
-// query is a raw query string, read without building a url.Values: the
-// token endpoints read a handful of parameters, and the map, its slices and
-// their strings are most of a request's allocations. Get follows
-// url.ParseQuery's rules exactly (pairs split on '&', a pair holding ';' or
-// a bad escape is skipped, the first value wins), so a parameter means the
-// same here as anywhere else in Go.
-type query string
-
-// Get returns the first value of key, unescaped, or "" when there is none.
-// It allocates only when the value holds escapes.
-func (q query) Get(key string) string {
-	rest := string(q)
-	for rest != "" {
-		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
-		if pair == "" || strings.Contains(pair, ";") {
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		if k != key {
-			if !strings.ContainsAny(k, "%+") {
-				continue
-			}
-			if uk, err := url.QueryUnescape(k); err != nil || uk != key {
-				continue
-			}
-		}
-		uv, err := url.QueryUnescape(v)
-		if err != nil {
-			continue
-		}
-		return uv
-	}
-	return ""
-}
 
 // scopeMemo remembers successful scope normalizations, so a hot /token
 // request does not parse its resource URL again. It is a copy-on-write map

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,7 +119,7 @@ func orDefault(s, def string) string {
 }
 
 // scopeParam reads the scope of a /token request from scope= or resource=.
-func (s *server) scopeParam(q query) (string, error) {
+func (s *server) scopeParam(q url.Values) (string, error) {
 	scope, resource := q.Get("scope"), q.Get("resource")
 	switch {
 	case scope != "" && resource != "":
@@ -161,7 +162,7 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("metadata_header_required", "The request lacks the header Metadata: true.",
 			"Send -H 'Metadata: true'. It proves the request was made on purpose and not forged by a web page or a redirect (the same guard as Azure's IMDS).")
 	}
-	q := query(r.URL.RawQuery)
+	q := r.URL.Query()
 	scope, err := s.scopeParam(q)
 	if err != nil {
 		s.metrics.token(endpointToken, resultBadRequest)
@@ -209,7 +210,7 @@ func (s *server) imdsToken(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.token(endpointIMDS, resultBadRequest)
 		return httperr.New(http.StatusBadRequest, "invalid_request", "Required metadata header not specified", "")
 	}
-	q := query(r.URL.RawQuery)
+	q := r.URL.Query()
 	if v := q.Get("api-version"); v == "" {
 		return fail(resultBadRequest, badRequest("invalid_request",
 			"Required query variable 'api-version' is missing",
@@ -247,7 +248,7 @@ var identitySelectors = []string{"client_id", "object_id", "principal_id", "mi_r
 // token and the body. Every dialect's body has
 // every number as a string of an integer, except expires_on of 2017-09-01,
 // a date.
-func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p query, d dialect, id *Identity, fail func(result, *httperr.Error) error) error {
+func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p url.Values, d dialect, id *Identity, fail func(result, *httperr.Error) error) error {
 	resource := p.Get("resource")
 	if resource == "" {
 		return fail(resultBadRequest, badRequest("invalid_request", "The resource parameter is missing.",
@@ -313,7 +314,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p query
 // selectIdentity applies the managed-identity selector, if any. More than
 // one selector, or one that matches no identity, is 400 "identity not found"
 // (never 404 or 410, which the JavaScript SDK retries for seconds).
-func (s *server) selectIdentity(q query) (*Identity, error) {
+func (s *server) selectIdentity(q url.Values) (*Identity, error) {
 	var name, value string
 	for _, k := range identitySelectors {
 		if v := q.Get(k); v != "" {
