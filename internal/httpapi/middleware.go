@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,9 +20,8 @@ import (
 const requestIDHeader = "X-Request-Id"
 
 // requestID takes a well-formed X-Request-Id from the caller or makes one,
-// and echoes it in the response. The response header is where the rest of
-// the chain reads it (requestIDOf): no context value, no request copy on
-// the hot path.
+// echoes it in the response and puts it in the request's context, where the
+// rest of the chain reads it (requestIDOf).
 func (s *server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(requestIDHeader)
@@ -29,9 +29,12 @@ func (s *server) requestID(next http.Handler) http.Handler {
 			id = s.newRequestID()
 		}
 		w.Header()[requestIDHeader] = []string{id}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 	})
 }
+
+// requestIDKey is the context key of the request ID.
+type requestIDKey struct{}
 
 // newRequestID is the process's random prefix and a sequence number: unique
 // within the process and across restarts, and cheap (no syscall).
@@ -43,13 +46,11 @@ func (s *server) newRequestID() string {
 	return string(b)
 }
 
-// requestIDOf returns the request ID the requestID middleware put in w's
-// header, or "".
-func requestIDOf(w http.ResponseWriter) string {
-	if v := w.Header()[requestIDHeader]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
+// requestIDOf returns the request ID the requestID middleware put in ctx,
+// or "".
+func requestIDOf(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
 }
 
 // validRequestID accepts 1 to 64 characters of [A-Za-z0-9._-], so a caller's
@@ -78,7 +79,7 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				s.log.Error("panic in handler", zap.Any("panic", v), zap.Stack("stack"),
-					zap.String("request_id", requestIDOf(w)))
+					zap.String("request_id", requestIDOf(r.Context())))
 				httperr.Write(w, httperr.Internal)
 			}
 		}()
@@ -127,7 +128,7 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 					zap.Int("status", status),
 					zap.Duration("duration", d),
 					zap.Int("bytes", ww.bytes),
-					zap.String("request_id", requestIDOf(ww)),
+					zap.String("request_id", requestIDOf(r.Context())),
 				)
 			}
 		})
@@ -235,7 +236,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		fields := []zap.Field{
 			zap.Int("status", e.Status),
 			zap.String("error", e.Code),
-			zap.String("request_id", requestIDOf(w)),
+			zap.String("request_id", requestIDOf(r.Context())),
 		}
 		if e.Err != nil {
 			fields = append(fields, zap.String("cause", e.Err.Error()))

@@ -283,7 +283,7 @@ func TestRecoverer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := s.recoverer(s.requestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := s.requestID(s.recoverer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/panic" {
 			panic("boom: " + emulator.DemoClientSecret[:0] + "something broke")
 		}

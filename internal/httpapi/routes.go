@@ -10,8 +10,8 @@ import (
 )
 
 // apiRoutes is the API listener. Middleware, outermost first:
-//   - recoverer: a panic becomes a 500 JSON answer and an error log line;
 //   - requestID: every request gets an ID (X-Request-Id), echoed and logged;
+//   - recoverer: a panic becomes a 500 JSON answer and an error log line;
 //   - observe: access log and HTTP metrics, by route pattern (never the raw
 //     path or query, which may carry secrets);
 //   - guard: refuses forwarded requests and Host names other than loopback
@@ -22,7 +22,7 @@ import (
 // Every way a token leaves then passes authorize (gate.go).
 func (s *server) apiRoutes(proxy http.Handler) http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.requestID, s.observe("api"), s.guard, s.refuseBrowsers)
+	r.Use(s.requestID, s.recoverer, s.observe("api"), s.guard, s.refuseBrowsers)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
@@ -47,7 +47,7 @@ func (s *server) apiRoutes(proxy http.Handler) http.Handler {
 // name cannot read it; web pages are refused as on the API listener.
 func (s *server) opsRoutes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.requestID, s.observe("ops"), s.opsGuard, s.refuseBrowsers)
+	r.Use(s.requestID, s.recoverer, s.observe("ops"), s.opsGuard, s.refuseBrowsers)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
