@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
@@ -96,12 +95,7 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := s.now()
-			ww := statusWriters.Get().(*statusWriter)
-			ww.ResponseWriter = w
-			defer func() {
-				*ww = statusWriter{}
-				statusWriters.Put(ww)
-			}()
+			ww := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(ww, r)
 			d := s.now().Sub(start)
 			status := ww.status
@@ -137,15 +131,12 @@ func (s *server) observe(listener string) func(http.Handler) http.Handler {
 
 // statusWriter records the status and size of an answer for observe. It
 // passes Flush through and unwraps (http.ResponseController), so streaming
-// and the proxy's upgrades work through it. Writers are pooled: observe is
-// on every request's path.
+// and the proxy's upgrades work through it.
 type statusWriter struct {
 	http.ResponseWriter
 	status int // the final (non-1xx) status written, or 0
 	bytes  int
 }
-
-var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
