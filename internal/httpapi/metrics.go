@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,22 +44,6 @@ type metrics struct {
 	tokenRequests [numEndpoints][numResults]prometheus.Counter
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
-
-	// children caches the per-route metrics, so the hot path neither hashes
-	// label values nor allocates: a copy-on-write map read without a lock.
-	// Its keys are bounded: route patterns are a fixed set, codes a few.
-	children   atomic.Pointer[map[childKey]*routeMetrics]
-	childrenMu sync.Mutex // serializes copies
-}
-
-type childKey struct {
-	listener, route string
-	code            int
-}
-
-type routeMetrics struct {
-	requests prometheus.Counter
-	duration prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,7 +62,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
 		}, []string{"listener", "route"}),
 	}
-	m.children.Store(&map[childKey]*routeMetrics{})
 	for e := range numEndpoints {
 		for r := range numResults {
 			m.tokenRequests[e][r] = tokenRequests.WithLabelValues(endpointNames[e], resultNames[r])
@@ -97,34 +78,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) observe(listener, route string, code int, d time.Duration) {
-	k := childKey{listener, route, code}
-	rm := (*m.children.Load())[k]
-	if rm == nil {
-		rm = m.child(k)
-	}
-	rm.requests.Inc()
-	rm.duration.Observe(d.Seconds())
-}
-
-// child adds the metrics of k to the copy-on-write map.
-func (m *metrics) child(k childKey) *routeMetrics {
-	m.childrenMu.Lock()
-	defer m.childrenMu.Unlock()
-	old := *m.children.Load()
-	if rm := old[k]; rm != nil {
-		return rm
-	}
-	rm := &routeMetrics{
-		requests: m.requests.WithLabelValues(k.listener, k.route, strconv.Itoa(k.code)),
-		duration: m.duration.WithLabelValues(k.listener, k.route),
-	}
-	next := make(map[childKey]*routeMetrics, len(old)+1)
-	for key, v := range old {
-		next[key] = v
-	}
-	next[k] = rm
-	m.children.Store(&next)
-	return rm
+	m.requests.WithLabelValues(listener, route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(listener, route).Observe(d.Seconds())
 }
 
 func (m *metrics) token(endpoint int, r result) { m.tokenRequests[endpoint][r].Inc() }
