@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -45,16 +44,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// routeMetrics is one route's collectors, resolved ahead of time so that the
-// hot path neither formats labels nor hashes them.
+// routeMetrics is one route's collectors.
 type routeMetrics struct {
 	name     string
 	vec      *prometheus.CounterVec
 	duration prometheus.Observer
 	retries  prometheus.Counter
-	// codes caches the requests counter per status (100–599); slot 0 is
-	// any other value.
-	codes [600]atomic.Pointer[prometheus.Counter]
 }
 
 func (m *metrics) forRoute(name string) *routeMetrics {
@@ -66,21 +61,12 @@ func (m *metrics) forRoute(name string) *routeMetrics {
 	}
 }
 
-// count adds one request answered with status code.
+// count adds one request answered with status code; a code outside
+// 100–599 counts as "other".
 func (rm *routeMetrics) count(code int) {
-	i := code
-	if i < 100 || i >= len(rm.codes) {
-		i = 0
-	}
-	if c := rm.codes[i].Load(); c != nil {
-		(*c).Inc()
-		return
-	}
 	label := "other"
-	if i != 0 {
-		label = strconv.Itoa(i)
+	if code >= 100 && code < 600 {
+		label = strconv.Itoa(code)
 	}
-	c := rm.vec.WithLabelValues(rm.name, label)
-	rm.codes[i].Store(&c)
-	c.Inc()
+	rm.vec.WithLabelValues(rm.name, label).Inc()
 }
