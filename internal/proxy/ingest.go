@@ -237,7 +237,7 @@ func (ing *ingester) serve(w http.ResponseWriter, r *http.Request, rt *route, pa
 		h.answer(w, r, rt.m, start, h.busy)
 		return
 	}
-	st := &reqState{Context: r.Context(), route: rt}
+	st := &reqState{route: rt}
 	b := &body{h: h, st: st, rc: http.NewResponseController(w), reserved: reserve}
 	defer b.done()
 
