@@ -48,7 +48,7 @@ func benchCache(b *testing.B, keys []Key) *Cache {
 // checkAllHits fails the benchmark if any Get in it was not a hit.
 func checkAllHits(b *testing.B, c *Cache, keys int) {
 	b.Helper()
-	if got := c.m.misses.load(); got != uint64(keys) {
+	if got := countOf(c.m.misses); got != uint64(keys) {
 		b.Fatalf("misses = %d, want %d (only the warm-up): the benchmark measured more than hits", got, keys)
 	}
 }

@@ -472,11 +472,11 @@ func (c *Cache) Get(ctx context.Context, key Key) (Result, error) {
 
 // serve counts a hit and answers the token held in s.
 func (c *Cache) serve(s *state) Result {
-	c.m.hits.inc()
+	c.m.hits.Inc()
 	if s.err == nil {
 		return Result{Token: s.token}
 	}
-	c.m.staleServed.inc()
+	c.m.staleServed.Inc()
 	return Result{Token: s.token, Stale: true, NextAttempt: s.next}
 }
 
@@ -500,12 +500,12 @@ func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 			return c.serve(s), nil
 		}
 	}
-	c.m.misses.inc()
+	c.m.misses.Inc()
 	var fl *flight
 	switch {
 	case held && e.flight != nil:
 		fl = e.flight
-		c.m.sharedWaits.inc()
+		c.m.sharedWaits.Inc()
 	case s.err != nil && now.Before(s.next):
 		c.mu.Unlock()
 		return Result{}, &Error{Scope: key.Scope, NextAttempt: s.next, Err: s.err}
@@ -538,7 +538,7 @@ func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 		}
 	}
 	if fl.err == nil && fl.res.Stale {
-		c.m.staleServed.inc()
+		c.m.staleServed.Inc()
 	}
 	return fl.res, fl.err
 }

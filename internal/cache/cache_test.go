@@ -109,10 +109,10 @@ func TestGetHitServesFromMemory(t *testing.T) {
 	if got := src.Calls(); got != 1 {
 		t.Errorf("upstream calls = %d, want 1", got)
 	}
-	if got, want := c.m.hits.load(), uint64(1); got != want {
+	if got, want := countOf(c.m.hits), uint64(1); got != want {
 		t.Errorf("hits = %d, want %d", got, want)
 	}
-	if got, want := c.m.misses.load(), uint64(1); got != want {
+	if got, want := countOf(c.m.misses), uint64(1); got != want {
 		t.Errorf("misses = %d, want %d", got, want)
 	}
 }
@@ -166,7 +166,7 @@ func TestGetColdKeySingleFlight(t *testing.T) {
 			errs <- err
 		})
 	}
-	eventually(t, "every caller to wait", func() bool { return c.m.misses.load() == callers })
+	eventually(t, "every caller to wait", func() bool { return countOf(c.m.misses) == callers })
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -178,7 +178,7 @@ func TestGetColdKeySingleFlight(t *testing.T) {
 	if got := src.Calls(); got != 1 {
 		t.Errorf("upstream calls for %d concurrent cold callers = %d, want 1", callers, got)
 	}
-	if got, want := c.m.sharedWaits.load(), uint64(callers-1); got != want {
+	if got, want := countOf(c.m.sharedWaits), uint64(callers-1); got != want {
 		t.Errorf("shared waits = %d, want %d", got, want)
 	}
 }
@@ -211,7 +211,7 @@ func TestGetCancelledCallerLeavesOthersServed(t *testing.T) {
 		}
 		second <- res
 	}()
-	eventually(t, "the second caller to wait", func() bool { return c.m.sharedWaits.load() == 1 })
+	eventually(t, "the second caller to wait", func() bool { return countOf(c.m.sharedWaits) == 1 })
 
 	cancel()
 	if err := <-firstErr; !errors.Is(err, context.Canceled) {
@@ -412,7 +412,7 @@ func TestTransientFailureServesStaleUntilMargin(t *testing.T) {
 	if got := src.Calls(); got != calls {
 		t.Errorf("Get in backoff made %d upstream calls, want 0", got-calls)
 	}
-	if got := c.m.staleServed.load(); got == 0 {
+	if got := countOf(c.m.staleServed); got == 0 {
 		t.Errorf("stale served = 0, want > 0")
 	}
 }
@@ -666,7 +666,7 @@ func TestEvictionDuringFetchServesWaiters(t *testing.T) {
 			results <- res.Token.AccessToken
 		}()
 	}
-	eventually(t, "every caller of a to wait", func() bool { return c.m.misses.load() == waiters })
+	eventually(t, "every caller of a to wait", func() bool { return countOf(c.m.misses) == waiters })
 	if res := mustGet(t, c, b); res.Token.AccessToken != b.Scope { // evicts a
 		t.Fatalf("Get(b) = %q, want %q", res.Token.AccessToken, b.Scope)
 	}
@@ -730,7 +730,7 @@ func TestInvalidate(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, "callers to wait on one fetch", func() bool { return c.m.sharedWaits.load() == callers-1 })
+	eventually(t, "callers to wait on one fetch", func() bool { return countOf(c.m.sharedWaits) == callers-1 })
 	if c.Invalidate(testKey, "tok-1") { // a second 401 for the same token: nothing to drop
 		t.Errorf("second Invalidate(tok-1) = true, want false")
 	}
@@ -836,7 +836,7 @@ func TestPrefetchKeepsKeyWarm(t *testing.T) {
 	if got, want := src.Calls(), 1+12; got != want {
 		t.Errorf("upstream calls over six hours = %d, want %d", got, want)
 	}
-	if got := c.m.hits.load() + c.m.misses.load(); got != 0 {
+	if got := countOf(c.m.hits) + countOf(c.m.misses); got != 0 {
 		t.Errorf("hits + misses = %d, want 0 (Prefetch and Status are not uses)", got)
 	}
 }

@@ -236,7 +236,7 @@ func TestAbandonedQueuedFetch(t *testing.T) {
 	wg.Go(func() { c.Get(context.Background(), stays) })
 	wg.Go(func() { c.Prefetch(ctx, pre) })
 	eventually(t, "three queued fetches", func() bool {
-		return sampleValue(t, reg, "broker_token_fetches_queued") == 3 && c.m.misses.load() == 5
+		return sampleValue(t, reg, "broker_token_fetches_queued") == 3 && countOf(c.m.misses) == 5
 	})
 	cancel()
 	for range 2 {
@@ -293,7 +293,7 @@ func TestHungSourceHoldsOnlyTheCap(t *testing.T) {
 	for i := range callers {
 		wg.Go(func() { c.Get(ctx, keyFor(fmt.Sprintf("https://r%d.example.com/.default", i))) })
 	}
-	eventually(t, "every caller to wait", func() bool { return c.m.misses.load() == callers })
+	eventually(t, "every caller to wait", func() bool { return countOf(c.m.misses) == callers })
 	cancel()
 	wg.Wait()
 	calls, running, _ := src.stats()

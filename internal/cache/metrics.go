@@ -1,9 +1,6 @@
 package cache
 
 import (
-	"sync/atomic"
-	"unsafe"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,11 +19,9 @@ const (
 	invalidateNotHeld  = "not_held"
 )
 
-// metrics holds the cache's collectors. The counters bumped on the hit path
-// are striped, lock-free and exported through CounterFuncs, so a hit writes
-// to a cache line that other cores rarely touch and allocates nothing.
+// metrics holds the cache's collectors.
 type metrics struct {
-	hits, misses, sharedWaits, staleServed striped
+	hits, misses, sharedWaits, staleServed prometheus.Counter
 
 	fetches       *prometheus.CounterVec // scope, result
 	fetchDuration prometheus.Histogram
@@ -92,24 +87,23 @@ func newMetrics() *metrics {
 			Help: "Token fetch failures not logged because the same key's failure was logged less than a minute before.",
 		}),
 	}
+	m.hits = counter("broker_token_cache_hits_total", "Get calls answered from memory.")
+	m.misses = counter("broker_token_cache_misses_total", "Get calls not answered from memory: they waited on a fetch or got a remembered error.")
+	m.sharedWaits = counter("broker_token_cache_shared_waits_total", "Get calls that waited on a fetch started by another caller or by a background refresh.")
+	m.staleServed = counter("broker_token_stale_served_total", "Tokens served while their refresh was failing.")
 	m.invDropped = m.invalidations.WithLabelValues(invalidateDropped)
 	m.invRationed = m.invalidations.WithLabelValues(invalidateRationed)
 	m.invNotHeld = m.invalidations.WithLabelValues(invalidateNotHeld)
 	m.collectors = []prometheus.Collector{
 		m.fetches, m.fetchDuration, m.expiry, m.failures, m.entries, m.invalidations,
 		m.inFlight, m.queued, m.abandoned, m.budgetRefusals, m.warningsSuppressed,
-		counterFunc("broker_token_cache_hits_total", "Get calls answered from memory.", &m.hits),
-		counterFunc("broker_token_cache_misses_total", "Get calls not answered from memory: they waited on a fetch or got a remembered error.", &m.misses),
-		counterFunc("broker_token_cache_shared_waits_total", "Get calls that waited on a fetch started by another caller or by a background refresh.", &m.sharedWaits),
-		counterFunc("broker_token_stale_served_total", "Tokens served while their refresh was failing.", &m.staleServed),
+		m.hits, m.misses, m.sharedWaits, m.staleServed,
 	}
 	return m
 }
 
-func counterFunc(name, help string, s *striped) prometheus.Collector {
-	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
-		return float64(s.load())
-	})
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // register registers every collector on reg; on failure it unregisters the
@@ -158,36 +152,4 @@ func (m *metrics) deleteScope(scope string) {
 	}
 	m.expiry.DeleteLabelValues(scope)
 	m.failures.DeleteLabelValues(scope)
-}
-
-// stripeBits sets the number of cells of a striped counter: 1<<stripeBits.
-const stripeBits = 4
-
-// striped is a counter spread over cells of two cache lines each (so that
-// neither false sharing nor the adjacent-line prefetcher couples them).
-// inc picks the cell from the calling goroutine's stack address: one
-// goroutine keeps using one cell, so the core running it keeps that line,
-// and goroutines running at the same time seldom share one. (A random cell
-// per increment is worse than a single counter: every line then bounces
-// between cores.) load sums the cells; it may miss increments in progress.
-type striped struct {
-	cells [1 << stripeBits]struct {
-		n atomic.Uint64
-		_ [120]byte
-	}
-}
-
-func (s *striped) inc() {
-	var anchor byte
-	// Stacks are at least 8 KiB apart; mix the bits above that.
-	h := uint64(uintptr(unsafe.Pointer(&anchor))>>13) * 0x9e3779b97f4a7c15
-	s.cells[h>>(64-stripeBits)].n.Add(1)
-}
-
-func (s *striped) load() uint64 {
-	var n uint64
-	for i := range s.cells {
-		n += s.cells[i].n.Load()
-	}
-	return n
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -285,19 +284,5 @@ func TestScopeSeriesSharedByKeys(t *testing.T) {
 	}
 }
 
-func TestStripedCounter(t *testing.T) {
-	t.Parallel()
-	var s striped
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 1000 {
-				s.inc()
-			}
-		})
-	}
-	wg.Wait()
-	if got := s.load(); got != 8000 {
-		t.Errorf("striped.load() after 8×1000 inc = %d, want 8000", got)
-	}
-}
+// countOf reads a counter of the cache's metrics.
+func countOf(c prometheus.Counter) uint64 { return uint64(testutil.ToFloat64(c)) }
