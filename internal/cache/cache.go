@@ -152,7 +152,8 @@ type Status struct {
 // it with Close.
 //
 // Serving. Get answers a held token while it has more than the margin left
-// (see Options.Margin). That path takes no lock and allocates nothing.
+// (see Options.Margin). That path holds the cache's lock for a map lookup
+// and allocates nothing.
 // Otherwise the caller waits for a fetch, shared by every concurrent caller
 // of the key (single-flight). The fetch does not belong to any caller: one
 // caller giving up does not cancel it for the others, and each caller's own
@@ -207,12 +208,10 @@ type Status struct {
 // prefetched (a key being fetched for the first time, a failing one, an
 // expired one), so keys that never succeed evict only their own kind and
 // cannot push out a working token. When every key holds a token in
-// service, the least recently used one leaves: hits do not reorder the LRU
-// list (that would need a lock); they set a flag, and the eviction scan
-// gives a flagged key, or a prefetched one, a second chance (CLOCK) before
-// it evicts the least recently used remaining key. Prefetched keys are
-// evicted only when every key is prefetched. Evicting a key whose fetch is
-// in flight does not strand its waiters: they get the fetch's result.
+// service, the least recently used one that is not prefetched leaves;
+// prefetched keys are evicted only when every key is prefetched. Evicting a
+// key whose fetch is in flight does not strand its waiters: they get the
+// fetch's result.
 type Cache struct {
 	src          Source
 	size         int
@@ -227,10 +226,6 @@ type Cache struct {
 	log          *zap.Logger
 	reg          prometheus.Registerer
 	m            *metrics
-
-	// entries maps every held key to its entry. The map is never modified
-	// once published: writers (holding mu) publish a modified copy.
-	entries atomic.Pointer[map[Key]*entry]
 
 	// ctx is the parent of background fetches; Close cancels it, which also
 	// cancels fetches started by callers.
@@ -290,9 +285,6 @@ type entry struct {
 	// used is set by every Get and cleared when an upstream attempt
 	// starts: it says whether the key is worth refreshing.
 	used atomic.Bool
-	// touched is set by every Get and cleared by the eviction scan: it
-	// gives a used key a second chance before eviction.
-	touched atomic.Bool
 
 	// Guarded by Cache.mu.
 	sm       *scopeMetrics
@@ -310,17 +302,6 @@ type entry struct {
 	// lingering is set while an idle key with a failure and no token is
 	// kept so that its backoff keeps growing (see tick).
 	lingering bool
-}
-
-// markUsed records a Get. It writes only when a flag is not yet set, so
-// concurrent hits on a hot key do not bounce its cache line between cores.
-func (e *entry) markUsed() {
-	if !e.used.Load() {
-		e.used.Store(true)
-	}
-	if !e.touched.Load() {
-		e.touched.Store(true)
-	}
 }
 
 // state is an immutable snapshot of an entry.
@@ -433,7 +414,6 @@ func New(src Source, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: new: %w", err)
 	}
 	c.lru = lru
-	c.entries.Store(&map[Key]*entry{})
 	if c.reg != nil {
 		if err := c.m.register(c.reg); err != nil {
 			return nil, fmt.Errorf("cache: new: register metrics: %w", err)
@@ -461,39 +441,16 @@ func cmpOr[T comparable](v, def T) T {
 // attempt. When ctx ends first, it returns an error wrapping ctx's cause.
 // After Close it returns ErrClosed.
 func (c *Cache) Get(ctx context.Context, key Key) (Result, error) {
-	if e := (*c.entries.Load())[key]; e != nil {
-		if s := e.st.Load(); s.servable(c.clock.Now()) {
-			e.markUsed()
-			return c.serve(s), nil
-		}
-	}
-	return c.get(ctx, key)
-}
-
-// serve counts a hit and answers the token held in s.
-func (c *Cache) serve(s *state) Result {
-	c.m.hits.Inc()
-	if s.err == nil {
-		return Result{Token: s.token}
-	}
-	c.m.staleServed.Inc()
-	return Result{Token: s.token, Stale: true, NextAttempt: s.next}
-}
-
-// get is Get's slow path: it takes the lock, then serves, answers a
-// remembered error, joins the fetch in flight, or starts one (for a new key,
-// only within the new-key budget).
-func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return Result{}, ErrClosed
 	}
 	now := c.clock.Now()
-	e, held := c.lru.Peek(key)
+	e, held := c.lru.Get(key) // a use: the key moves to the front
 	s := noState
 	if held {
-		e.markUsed()
+		e.used.Store(true)
 		s = e.st.Load()
 		if s.servable(now) {
 			c.mu.Unlock()
@@ -541,6 +498,16 @@ func (c *Cache) get(ctx context.Context, key Key) (Result, error) {
 		c.m.staleServed.Inc()
 	}
 	return fl.res, fl.err
+}
+
+// serve counts a hit and answers the token held in s.
+func (c *Cache) serve(s *state) Result {
+	c.m.hits.Inc()
+	if s.err == nil {
+		return Result{Token: s.token}
+	}
+	c.m.staleServed.Inc()
+	return Result{Token: s.token, Stale: true, NextAttempt: s.next}
 }
 
 // leave records that a Get caller stopped waiting for fl. A fetch still
@@ -602,11 +569,13 @@ func (c *Cache) Prefetch(ctx context.Context, keys ...Key) {
 	}
 }
 
-// Status reports what the cache holds for key. It does not count as a use,
-// takes no lock and never calls upstream.
+// Status reports what the cache holds for key. It does not count as a use
+// and never calls upstream.
 func (c *Cache) Status(key Key) Status {
-	e := (*c.entries.Load())[key]
-	if e == nil {
+	c.mu.Lock()
+	e, ok := c.lru.Peek(key)
+	c.mu.Unlock()
+	if !ok {
 		return Status{}
 	}
 	s := e.st.Load()
@@ -663,15 +632,12 @@ func (c *Cache) Invalidate(key Key, accessToken string) bool {
 	return true
 }
 
-// Keys returns the keys the cache holds, in no particular order. It takes
-// no lock and never calls upstream.
+// Keys returns the keys the cache holds, oldest use first. It never calls
+// upstream.
 func (c *Cache) Keys() []Key {
-	m := *c.entries.Load()
-	keys := make([]Key, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return keys
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Keys()
 }
 
 // Refresh fetches a fresh token for each of keys now, whatever their
@@ -753,7 +719,6 @@ func (c *Cache) Close() error {
 	}
 	c.m.queued.Set(0)
 	c.lru.Purge()
-	c.entries.Store(&map[Key]*entry{})
 	c.m.entries.Set(0)
 	c.mu.Unlock()
 	c.wg.Wait()
@@ -764,15 +729,12 @@ func (c *Cache) Close() error {
 }
 
 // addLocked adds an entry for key, which must be absent, evicting another
-// when the cache is full. A new entry goes to the front of the LRU list
-// with its touched flag clear: its position already says it is the most
-// recent.
+// when the cache is full. A new entry goes to the front of the LRU list.
 func (c *Cache) addLocked(key Key, now time.Time) *entry {
 	c.makeRoomLocked(now)
 	e := &entry{key: key, ident: c.identityLocked(key), sm: c.acquireScopeLocked(key.Scope)}
 	e.st.Store(noState)
 	c.lru.Add(key, e)
-	c.publishLocked(key, e)
 	c.m.entries.Set(float64(c.lru.Len()))
 	return e
 }
@@ -793,10 +755,9 @@ func (c *Cache) identityLocked(key Key) *identity {
 // that hold no token in service and are not prefetched (keys still being
 // fetched for the first time, failing keys, expired ones), so that a flood
 // of scopes that never succeed evicts only its own kind and never a
-// working token. When every key holds a token in service, the oldest key
-// leaves unless it was used or prefetched since the scan last looked at
-// it, in which case it moves to the front (second chance); after two full
-// turns the oldest key leaves regardless, so the scan is bounded.
+// working token. When every key holds a token in service, the least
+// recently used key leaves, passing over prefetched keys (each moves to the
+// front once; after a full turn the oldest key leaves regardless).
 func (c *Cache) makeRoomLocked(now time.Time) {
 	if c.lru.Len() < c.size {
 		return
@@ -811,7 +772,7 @@ func (c *Cache) makeRoomLocked(now time.Time) {
 	}
 	for scanned := 0; c.lru.Len() >= c.size; scanned++ {
 		key, e, _ := c.lru.GetOldest()
-		if scanned < 2*c.size && (e.touched.Swap(false) || e.prefetch) {
+		if scanned < c.size && e.prefetch {
 			c.lru.Get(key)
 			continue
 		}
@@ -827,27 +788,9 @@ func (c *Cache) evicted(key Key, e *entry) {
 	c.stopTimerLocked(e)
 	c.releaseScopeLocked(key.Scope)
 	if !c.closed {
-		c.publishLocked(key, nil)
 		c.m.entries.Set(float64(c.lru.Len()))
 	}
 	c.log.Debug("token cache entry removed", zap.String("scope", key.Scope), zap.String("tenant", key.Tenant), zap.String("client_id", key.ClientID))
-}
-
-// publishLocked publishes a copy of the entries map with key set to e, or
-// deleted when e is nil. The copy costs O(Size), paid only when a key
-// enters or leaves, never on a hit.
-func (c *Cache) publishLocked(key Key, e *entry) {
-	old := *c.entries.Load()
-	m := make(map[Key]*entry, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	if e != nil {
-		m[key] = e
-	} else {
-		delete(m, key)
-	}
-	c.entries.Store(&m)
 }
 
 func (c *Cache) acquireScopeLocked(scope string) *scopeMetrics {

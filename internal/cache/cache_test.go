@@ -606,7 +606,10 @@ func TestLRUBound(t *testing.T) {
 			t.Fatalf("entries after %d keys = %d, want ≤ 3", i+1, n)
 		}
 	}
-	if got := len(*c.entries.Load()); got != 3 {
+	c.mu.Lock()
+	got := c.lru.Len()
+	c.mu.Unlock()
+	if got != 3 {
 		t.Errorf("published entries = %d, want 3", got)
 	}
 	if got := gaugeValue(t, reg, "broker_token_cache_entries"); got != 3 {

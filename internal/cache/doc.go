@@ -7,11 +7,11 @@
 // identity). How a token is fetched belongs to the Source it wraps
 // (internal/azure); this package only decides when.
 //
-// The hit path of Cache.Get takes no lock and allocates nothing: the keys
-// live in a copy-on-write map behind an atomic pointer, and each entry holds
-// an atomic pointer to an immutable snapshot of its state. Everything that
-// changes state (fetch completions, timers, eviction) runs under one mutex
-// and publishes a new snapshot.
+// The keys live in an LRU list (simplelru) under one mutex; a hit holds it
+// for a map lookup and allocates nothing. Each entry holds an atomic
+// pointer to an immutable snapshot of its state; everything that changes
+// state (fetch completions, timers, eviction) runs under the mutex and
+// publishes a new snapshot.
 //
 // Metrics, registered on Options.Registerer (labels carry the scope only;
 // the per-scope series of a scope are deleted when its last key leaves):

@@ -177,7 +177,9 @@ func TestHitPathAllocatesNothing(t *testing.T) {
 		t.Errorf("allocations per hit = %v, want 0", n)
 	}
 	// A stale hit too.
-	e := (*c.entries.Load())[testKey]
+	c.mu.Lock()
+	e, _ := c.lru.Peek(testKey)
+	c.mu.Unlock()
 	s := *e.st.Load()
 	s.err, s.next = errors.New("refresh failing"), time.Now().Add(time.Minute)
 	e.st.Store(&s)
