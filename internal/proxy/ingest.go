@@ -571,7 +571,7 @@ func (up *upload) call(c *batch, tok string) (callResult, bool, error) {
 	if c.gzip {
 		req.Header["Content-Encoding"] = []string{"gzip"}
 	}
-	req.Header["Authorization"] = up.rt.authorization(tok)
+	req.Header["Authorization"] = []string{"Bearer " + tok}
 	up.ing.m.callBytes.WithLabelValues(up.rt.Name).Observe(float64(len(c.body)))
 	res, err := up.ing.client.Do(req)
 	if err != nil {

@@ -102,30 +102,11 @@ type route struct {
 	scheme, host      string
 	basePath, baseRaw string // upstream path without a trailing slash
 	m                 *routeMetrics
-	auth              atomic.Pointer[authHeader]
 	hint401           string
 	// queues is the per-identity query queue; nil for a route without one.
 	queues *queues
 	// ingest is set on a Logs Ingestion route.
 	ingest bool
-}
-
-// authHeader caches the Authorization value for the last token seen.
-type authHeader struct {
-	token string
-	value []string
-}
-
-// authorization returns the Authorization header value for tok, reusing the
-// previous one while the token is unchanged. Header values are never
-// modified after being set, so sharing the slice between requests is safe.
-func (rt *route) authorization(tok string) []string {
-	if a := rt.auth.Load(); a != nil && a.token == tok {
-		return a.value
-	}
-	a := &authHeader{token: tok, value: []string{"Bearer " + tok}}
-	rt.auth.Store(a)
-	return a.value
 }
 
 // join prefixes a cleaned request path with the upstream's path.
@@ -461,7 +442,7 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 			delete(hdr, k)
 		}
 	}
-	hdr["Authorization"] = rt.authorization(st.token)
+	hdr["Authorization"] = []string{"Bearer " + st.token}
 }
 
 // modifyResponse removes what lets a web page use the answer, records the
