@@ -146,6 +146,9 @@ type server struct {
 	// prefetch is what /readyz checks.
 	prefetch []prefetched
 
+	// scopes memoizes scope normalization for the hot path.
+	scopes scopeMemo
+
 	// idPrefix and idSeq make request IDs (newRequestID).
 	idPrefix string
 	idSeq    atomic.Uint64

@@ -67,12 +67,7 @@ func (s *server) cacheRefresh(w http.ResponseWriter, r *http.Request) error {
 	scope := ""
 	if v := q.Get("scope"); v != "" {
 		var err error
-		if strings.HasSuffix(v, "/.default") {
-			scope, err = normalize(azure.NormalizeScope(v))
-		} else {
-			scope, err = normalize(azure.ScopeForResource(v))
-		}
-		if err != nil {
+		if scope, err = normalize(s.scopes.normalize(v, !strings.HasSuffix(v, "/.default"))); err != nil {
 			return err
 		}
 	}

@@ -124,9 +124,9 @@ func (s *server) scopeParam(q url.Values) (string, error) {
 	case scope != "" && resource != "":
 		return "", badRequest("ambiguous_scope", "The request names both scope and resource.", "Send one of them: scope=https://api.loganalytics.io/.default or resource=https://api.loganalytics.io.")
 	case scope != "":
-		return normalize(azure.NormalizeScope(scope))
+		return normalize(s.scopes.normalize(scope, false))
 	case resource != "":
-		return normalize(azure.ScopeForResource(resource))
+		return normalize(s.scopes.normalize(resource, true))
 	default:
 		return "", badRequest("missing_scope", "The request names no scope.", "Add scope=<resource>/.default or resource=<resource>, e.g. resource=https://api.loganalytics.io.")
 	}
@@ -250,7 +250,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p url.V
 		return fail(resultBadRequest, badRequest("invalid_request", "The resource parameter is missing.",
 			"Ask for a resource such as resource=https://vault.azure.net (the SDKs derive it from the scope)."))
 	}
-	scope, err := normalize(azure.ScopeForResource(resource))
+	scope, err := normalize(s.scopes.normalize(resource, true))
 	if err != nil {
 		e := httperr.As(err)
 		return fail(resultBadRequest, e)
