@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/entrabroker/broker/internal/azure"
@@ -178,7 +179,9 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.now()
-	b := make([]byte, 0, 2048)
+	bp := getBuffer()
+	defer putBuffer(bp)
+	b := (*bp)[:0]
 	b = append(b, `{"access_token":`...)
 	b = appendJSONString(b, t.Token.AccessToken)
 	b = append(b, `,"token_type":"Bearer","expires_in":`...)
@@ -189,6 +192,7 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) error {
 	b = appendJSONString(b, scope)
 	b = append(b, "}\n"...)
 	writeToken(w, t, b)
+	*bp = b
 	return nil
 }
 
@@ -280,7 +284,9 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p url.V
 	s.metrics.token(d.endpoint, rs)
 	now := s.now()
 	left := secondsLeft(t.Token.ExpiresOn, now)
-	b := make([]byte, 0, 2048)
+	bp := getBuffer()
+	defer putBuffer(bp)
+	b := (*bp)[:0]
 	b = append(b, `{"access_token":`...)
 	b = appendJSONString(b, t.Token.AccessToken)
 	b = append(b, `,"client_id":`...)
@@ -301,6 +307,7 @@ func (s *server) managedIdentity(w http.ResponseWriter, r *http.Request, p url.V
 	b = appendJSONString(b, resource)
 	b = append(b, `,"token_type":"Bearer"}`+"\n"...)
 	writeToken(w, t, b)
+	*bp = b
 	return nil
 }
 
@@ -379,6 +386,19 @@ func appendQuotedInt(b []byte, n int64) []byte {
 	b = append(b, '"')
 	b = strconv.AppendInt(b, n, 10)
 	return append(b, '"')
+}
+
+// bodies recycles answer buffers: a token answer is written and forgotten,
+// and its 1–3 KiB need not be garbage on every request.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+func getBuffer() *[]byte { return bodies.Get().(*[]byte) }
+
+// putBuffer returns b to the pool unless it grew unusually large.
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		bodies.Put(b)
+	}
 }
 
 // jsonSafe marks the ASCII bytes that stand for themselves in a JSON
